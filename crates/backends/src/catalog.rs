@@ -1,10 +1,12 @@
 //! Many named stores under one root: what a server such as the emulator serves from.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use store_api::{BlobStore, Error, ErrorKind, ListOptions, Result};
 
+use crate::file::{FileOptions, FileStore};
 use crate::memory::MemoryStore;
 
 /// The longest catalog store name, in UTF-8 bytes. Catalog names are internal (for example
@@ -16,6 +18,8 @@ pub const MAX_CATALOG_NAME_BYTES: usize = 1024;
 pub enum Catalog {
     /// Stores held in this process's memory; they vanish with it.
     Memory(MemoryCatalog),
+    /// Durable stores in one root directory, shared by every process that opens it.
+    File(FileCatalog),
 }
 
 /// The stores of [`Catalog::Memory`].
@@ -24,6 +28,27 @@ pub struct MemoryCatalog {
     /// Every store ever opened, by name. A store stays here once opened so that all handles
     /// of one name share data (the process is one instance).
     stores: Arc<Mutex<BTreeMap<String, MemoryStore>>>,
+}
+
+/// The stores of [`Catalog::File`]: one directory per store under a root.
+#[derive(Debug, Clone)]
+pub struct FileCatalog {
+    /// The directory that holds every store.
+    root: PathBuf,
+    /// The settings every store is opened with.
+    options: FileOptions,
+}
+
+impl FileCatalog {
+    /// The directory that holds every store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The settings every store is opened with.
+    pub fn options(&self) -> FileOptions {
+        self.options
+    }
 }
 
 pub(crate) fn check_catalog_name(name: &str) -> Result<()> {
@@ -41,6 +66,13 @@ impl Catalog {
         Catalog::Memory(MemoryCatalog::default())
     }
 
+    /// A catalog of durable stores under `root`, which is created if it does not exist.
+    pub fn file(root: PathBuf, options: FileOptions) -> Result<Self> {
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("cannot create store root {}", root.display()), e))?;
+        Ok(Catalog::File(FileCatalog { root, options }))
+    }
+
     /// A handle on the store called `name`, created empty on first use.
     pub fn store(&self, name: &str) -> Result<Arc<dyn BlobStore>> {
         check_catalog_name(name)?;
@@ -49,6 +81,7 @@ impl Catalog {
                 let mut stores = m.stores.lock().map_err(|_| poisoned())?;
                 Ok(Arc::new(stores.entry(name.to_owned()).or_default().clone()))
             }
+            Catalog::File(f) => Ok(Arc::new(FileStore::open(&f.root, name, f.options)?)),
         }
     }
 
@@ -73,6 +106,7 @@ impl Catalog {
                 }
                 Ok(names)
             }
+            Catalog::File(f) => FileStore::list_stores(&f.root, prefix).await,
         }
     }
 
@@ -96,6 +130,7 @@ impl Catalog {
                     }
                 }
             }
+            Catalog::File(f) => FileStore::delete_store(&f.root, name).await,
         }
     }
 }

@@ -3,7 +3,13 @@
 //! stores for servers.
 
 pub mod catalog;
+pub mod file;
+pub mod http;
 pub mod memory;
+pub mod open;
 
 pub use catalog::Catalog;
+pub use file::{FileOptions, FileStore};
+pub use http::HttpStore;
 pub use memory::MemoryStore;
+pub use open::{open_store, open_store_with};
