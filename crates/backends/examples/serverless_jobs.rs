@@ -59,11 +59,15 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         match arg.as_str() {
             "--store" => store = Some(value("--store")?),
             "--wait" => {
-                let secs: f64 = value("--wait")?.parse().map_err(|_| "--wait takes seconds")?;
+                let secs: f64 = value("--wait")?
+                    .parse()
+                    .map_err(|_| "--wait takes seconds")?;
                 parsed.wait = Duration::from_secs_f64(secs.max(0.0));
             }
             "--step-ms" => {
-                let ms: u64 = value("--step-ms")?.parse().map_err(|_| "--step-ms takes ms")?;
+                let ms: u64 = value("--step-ms")?
+                    .parse()
+                    .map_err(|_| "--step-ms takes ms")?;
                 parsed.step = Duration::from_millis(ms);
             }
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}\n{USAGE}")),
@@ -140,7 +144,11 @@ where
     let owner = format!("background-{}", std::process::id());
     jobs.claim(id, &owner, Duration::from_secs(60)).await?;
     eprintln!("[{STORE_NAME}] {owner} claimed {id}");
-    for (percent, message) in [(25, "reading the pdf"), (50, "finding criteria"), (75, "scoring")] {
+    for (percent, message) in [
+        (25, "reading the pdf"),
+        (50, "finding criteria"),
+        (75, "scoring"),
+    ] {
         tokio::time::sleep(step).await;
         jobs.progress(id, &owner, percent, Some(message.to_owned()))
             .await?;
@@ -155,7 +163,11 @@ where
 fn describe(job: &Job) -> String {
     match (job.status, &job.progress) {
         (JobStatus::Succeeded, _) => {
-            let result = job.result.as_ref().map(|r| r.to_string()).unwrap_or_default();
+            let result = job
+                .result
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
             format!("job {} succeeded: {result}", job.id)
         }
         (JobStatus::Failed, _) => format!(

@@ -32,8 +32,7 @@ use store_api::{BlobStore, Error, Result, validate_store_name};
 
 use crate::file::{FileOptions, FileStore};
 use crate::http::{
-    BlobsContext, CONTEXT_ENV, ClientOptions, Consistency, HttpStore, RetryPolicy, StoreKind,
-    Token,
+    BlobsContext, CONTEXT_ENV, ClientOptions, Consistency, HttpStore, RetryPolicy, StoreKind, Token,
 };
 use crate::memory::MemoryStore;
 
@@ -61,7 +60,10 @@ impl Env {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Env {
         Env::Map(Arc::new(
-            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         ))
     }
 
@@ -244,9 +246,7 @@ impl StoreSpec {
                 let token = match &options.token {
                     Some(token) => token.clone(),
                     None => options.env.var(TOKEN_ENV).map(Token::new).ok_or_else(|| {
-                        Error::invalid(format!(
-                            "an http:// store needs a token: set {TOKEN_ENV}"
-                        ))
+                        Error::invalid(format!("an http:// store needs a token: set {TOKEN_ENV}"))
                     })?,
                 };
                 let site_id = options
@@ -302,7 +302,9 @@ fn parse_params(query: &str) -> Result<Params> {
             let text = String::from_utf8(crate::http::percent_decode(v.unwrap_or("")))
                 .map_err(|_| Error::invalid(format!("store spec parameter {name} is not utf-8")))?;
             if text.is_empty() {
-                return Err(Error::invalid(format!("store spec parameter {name} needs a value")));
+                return Err(Error::invalid(format!(
+                    "store spec parameter {name} needs a value"
+                )));
             }
             Ok(text)
         };
@@ -399,7 +401,14 @@ mod tests {
         assert_eq!(params.site.as_deref(), Some("s1"));
         assert!(params.api_mode);
         assert_eq!(params.consistency, Some(Consistency::Eventual));
-        for bad in ["ftp://x", "nothing", "memory://x", "file://", "http://?site=a", "netlify://host"] {
+        for bad in [
+            "ftp://x",
+            "nothing",
+            "memory://x",
+            "file://",
+            "http://?site=a",
+            "netlify://host",
+        ] {
             assert_eq!(
                 StoreSpec::parse(bad).unwrap_err().kind(),
                 ErrorKind::InvalidInput,
@@ -425,10 +434,13 @@ mod tests {
     fn http_specs_need_a_token_from_options_or_env() {
         let err = open_store_with("http://127.0.0.1:1", "s", &env(&[])).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        let store = open_store_with("http://127.0.0.1:1", "s", &env(&[(TOKEN_ENV, "tok-9")]))
-            .unwrap();
+        let store =
+            open_store_with("http://127.0.0.1:1", "s", &env(&[(TOKEN_ENV, "tok-9")])).unwrap();
         let text = format!("{store:?}");
-        assert!(text.contains("local-site") && !text.contains("tok-9"), "{text}");
+        assert!(
+            text.contains("local-site") && !text.contains("tok-9"),
+            "{text}"
+        );
         let store = open_store_with(
             "http://127.0.0.1:1?site=mine",
             "s",
@@ -454,7 +466,10 @@ mod tests {
         let options = env(&[(CONTEXT_ENV, &ctx.encode())]);
         let store = open_store_with("", "jobs", &options).unwrap();
         let text = format!("{store:?}");
-        assert!(text.contains("ctx-site") && text.contains("site:jobs"), "{text}");
+        assert!(
+            text.contains("ctx-site") && text.contains("site:jobs"),
+            "{text}"
+        );
         assert!(!text.contains("ctx-secret"));
         let deploy = open_store_with("netlify://?deploy", "x", &options).unwrap();
         assert!(format!("{deploy:?}").contains("deploy:d1:x"));

@@ -21,14 +21,20 @@ fn count(server: &FakeServer, method: Method) -> usize {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
 async fn server_errors_and_dropped_connections_are_retried() {
     let server = FakeServer::start().await;
     let store = server.edge_store("s", quick_retry());
-    store.set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    store
+        .set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     server.take_seen();
     server.fault(Method::GET, Fault::Status(500, vec![]));
     server.fault(Method::GET, Fault::Status(502, vec![]));
@@ -53,7 +59,11 @@ async fn retries_stop_at_the_attempt_limit() {
     assert!(err.is_retryable());
     assert_eq!(count(&server, Method::GET), 4);
     // Backoff 10 + 20 + 40 ms, plus the requests themselves.
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -85,12 +95,9 @@ async fn refused_connections_give_up_within_bounds() {
         retry: policy,
         ..Default::default()
     };
-    let store = backends::HttpStore::open(
-        &options,
-        None,
-        &backends::http::StoreKind::Site("s".into()),
-    )
-    .unwrap();
+    let store =
+        backends::HttpStore::open(&options, None, &backends::http::StoreKind::Site("s".into()))
+            .unwrap();
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -106,7 +113,10 @@ async fn refused_connections_give_up_within_bounds() {
 #[tokio::test]
 async fn rate_limits_are_waited_out_until_the_reset_time() {
     let server = FakeServer::start().await;
-    let store = server.edge_store("s", quick_retry().max_rate_limit_wait(Duration::from_secs(3)));
+    let store = server.edge_store(
+        "s",
+        quick_retry().max_rate_limit_wait(Duration::from_secs(3)),
+    );
     let reset = unix_now() + 2;
     server.fault(
         Method::GET,
@@ -124,7 +134,10 @@ async fn rate_limits_are_waited_out_until_the_reset_time() {
 #[tokio::test]
 async fn rate_limit_waits_are_capped() {
     let server = FakeServer::start().await;
-    let store = server.edge_store("s", quick_retry().max_rate_limit_wait(Duration::from_millis(200)));
+    let store = server.edge_store(
+        "s",
+        quick_retry().max_rate_limit_wait(Duration::from_millis(200)),
+    );
     let reset = unix_now() + 3600;
     server.fault(
         Method::GET,
@@ -147,11 +160,18 @@ async fn slow_answers_time_out_and_are_retried() {
         "s",
         quick_retry().request_timeout(Duration::from_millis(200)),
     );
-    store.set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    store
+        .set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     server.fault(Method::GET, Fault::Delay(Duration::from_secs(3)));
     let started = Instant::now();
     assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 
     // When every answer is slow, the operation ends with a timeout within its time limit.
     let store = server.edge_store(
@@ -166,7 +186,11 @@ async fn slow_answers_time_out_and_are_retried() {
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(started.elapsed() <= Duration::from_millis(650), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(650),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -189,7 +213,12 @@ async fn a_conditional_write_applied_but_unanswered_is_reported_as_applied() {
             .await
             .unwrap();
         let stored = server.store("site:s").get("k").await.unwrap().unwrap();
-        assert_eq!(outcome, SetOutcome::Written { etag: stored.info.etag.clone() });
+        assert_eq!(
+            outcome,
+            SetOutcome::Written {
+                etag: stored.info.etag.clone()
+            }
+        );
         assert_eq!(stored.value, "mine");
         let puts = server
             .take_seen()
@@ -200,9 +229,15 @@ async fn a_conditional_write_applied_but_unanswered_is_reported_as_applied() {
 
         // IfMatch: the same, with a timeout instead of a dropped connection.
         let slow = if api {
-            server.api_store("s", quick_retry().request_timeout(Duration::from_millis(200)))
+            server.api_store(
+                "s",
+                quick_retry().request_timeout(Duration::from_millis(200)),
+            )
         } else {
-            server.edge_store("s", quick_retry().request_timeout(Duration::from_millis(200)))
+            server.edge_store(
+                "s",
+                quick_retry().request_timeout(Duration::from_millis(200)),
+            )
         };
         let delay = Fault::ApplyThenDelay(Duration::from_secs(2));
         if api {
@@ -211,7 +246,11 @@ async fn a_conditional_write_applied_but_unanswered_is_reported_as_applied() {
             server.fault(Method::PUT, delay);
         }
         let outcome = slow
-            .set("k", Bytes::from("next"), SetOptions::new().if_match(stored.info.etag.clone()))
+            .set(
+                "k",
+                Bytes::from("next"),
+                SetOptions::new().if_match(stored.info.etag.clone()),
+            )
             .await
             .unwrap();
         let now = server.store("site:s").get("k").await.unwrap().unwrap();
@@ -246,7 +285,16 @@ async fn a_conditional_write_that_did_not_apply_is_resent_once() {
         .await
         .unwrap();
     assert!(outcome.is_written());
-    assert_eq!(server.store("site:s").get("k").await.unwrap().unwrap().value, "w");
+    assert_eq!(
+        server
+            .store("site:s")
+            .get("k")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        "w"
+    );
     let seen = server.take_seen();
     let methods: Vec<&Method> = seen.iter().map(|s| &s.method).collect();
     assert_eq!(methods, [&Method::PUT, &Method::GET, &Method::PUT]);
@@ -265,13 +313,25 @@ async fn a_conditional_write_that_did_not_apply_is_resent_once() {
 async fn a_lost_conditional_write_overtaken_by_another_writer_reports_the_conflict() {
     let server = FakeServer::start().await;
     let store = server.edge_store("s", quick_retry());
-    server.fault(Method::PUT, Fault::CompetitorThenDrop(Bytes::from("theirs")));
+    server.fault(
+        Method::PUT,
+        Fault::CompetitorThenDrop(Bytes::from("theirs")),
+    );
     let outcome = store
         .set("k", Bytes::from("mine"), SetOptions::new().if_new())
         .await
         .unwrap();
     assert_eq!(outcome, SetOutcome::ConditionFailed);
-    assert_eq!(server.store("site:s").get("k").await.unwrap().unwrap().value, "theirs");
+    assert_eq!(
+        server
+            .store("site:s")
+            .get("k")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        "theirs"
+    );
     assert_eq!(count(&server, Method::PUT), 1);
 }
 
@@ -297,7 +357,10 @@ async fn unconditional_writes_are_simply_resent() {
     let store = server.edge_store("s", quick_retry());
     server.fault(Method::PUT, Fault::ApplyThenDrop);
     server.fault(Method::PUT, Fault::Status(500, vec![]));
-    let outcome = store.set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    let outcome = store
+        .set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     assert!(outcome.is_written());
     assert_eq!(count(&server, Method::PUT), 3);
 }
@@ -310,7 +373,10 @@ async fn refused_signed_urls_are_renewed_within_bounds() {
     assert!(store.get("k").await.unwrap().is_none());
     let seen: Vec<String> = server.take_seen().into_iter().map(|s| s.target).collect();
     assert_eq!(seen.len(), 4, "{seen:?}");
-    assert!(seen[0].starts_with("/api/") && seen[2].starts_with("/api/"), "{seen:?}");
+    assert!(
+        seen[0].starts_with("/api/") && seen[2].starts_with("/api/"),
+        "{seen:?}"
+    );
 
     let store = server.api_store("s", quick_retry().max_attempts(6));
     for _ in 0..10 {
@@ -318,7 +384,15 @@ async fn refused_signed_urls_are_renewed_within_bounds() {
     }
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert_eq!(server.take_seen().len(), 6);
+    // Six attempts, each a fresh signed URL and the refused request.
+    let seen = server.take_seen();
+    assert_eq!(seen.len(), 12);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.target.starts_with("/api/"))
+            .count(),
+        6
+    );
 }
 
 #[tokio::test]
@@ -341,6 +415,20 @@ async fn no_retries_means_one_attempt() {
     let server = FakeServer::start().await;
     let store = server.edge_store("s", RetryPolicy::none());
     server.fault(Method::GET, Fault::Status(500, vec![]));
-    assert_eq!(store.get("k").await.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        store.get("k").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
     assert_eq!(count(&server, Method::GET), 1);
+    // In API mode one attempt is the signed-URL request and the data request together.
+    let api = server.api_store("s", RetryPolicy::none());
+    api.set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(api.get("k").await.unwrap().unwrap().value, "v");
+    server.fault_signed(Method::GET, Fault::Status(403, vec![]));
+    assert_eq!(
+        api.get("k").await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
 }

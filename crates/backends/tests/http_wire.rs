@@ -37,7 +37,11 @@ async fn edge_requests_look_like_the_official_clients() {
     let store = server.edge_store("shop", quick_retry());
     let user = Metadata::from_pairs([("user", "ü")]);
     let etag = store
-        .set("cart/42", Bytes::from("hello"), SetOptions::new().metadata(user.clone()))
+        .set(
+            "cart/42",
+            Bytes::from("hello"),
+            SetOptions::new().metadata(user.clone()),
+        )
         .await
         .unwrap()
         .etag()
@@ -56,14 +60,24 @@ async fn edge_requests_look_like_the_official_clients() {
         .unwrap();
     assert_eq!(failed, SetOutcome::ConditionFailed);
     store
-        .set("cart/42", Bytes::from("hi"), SetOptions::new().if_match(etag.clone()))
+        .set(
+            "cart/42",
+            Bytes::from("hi"),
+            SetOptions::new().if_match(etag.clone()),
+        )
         .await
         .unwrap();
-    store.list(ListOptions::new().prefix("cart/").directories(true)).await.unwrap();
+    store
+        .list(ListOptions::new().prefix("cart/").directories(true))
+        .await
+        .unwrap();
     store.delete("cart/42").await.unwrap();
 
     let seen = server.take_seen();
-    let lines: Vec<String> = seen.iter().map(|s| format!("{} {}", s.method, s.target)).collect();
+    let lines: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.target))
+        .collect();
     assert_eq!(
         lines,
         [
@@ -78,11 +92,20 @@ async fn edge_requests_look_like_the_official_clients() {
         ]
     );
     for s in &seen {
-        assert_eq!(s.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+        assert_eq!(
+            s.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
     }
     let put = &seen[0];
-    assert_eq!(put.header("x-amz-meta-user"), Some("b64;eyJ1c2VyIjoiw7wifQ=="));
-    assert_eq!(put.header("cache-control"), Some("max-age=0, stale-while-revalidate=60"));
+    assert_eq!(
+        put.header("x-amz-meta-user"),
+        Some("b64;eyJ1c2VyIjoiw7wifQ==")
+    );
+    assert_eq!(
+        put.header("cache-control"),
+        Some("max-age=0, stale-while-revalidate=60")
+    );
     assert_eq!(put.header("if-none-match"), None);
     assert_eq!(put.header("if-match"), None);
     assert_eq!(put.body, "hello");
@@ -97,18 +120,28 @@ async fn api_mode_reads_and_writes_values_through_signed_urls() {
     let store = server.api_store("shop", quick_retry());
     let meta = Metadata::from_pairs([("w", 10)]);
     store
-        .set("img", Bytes::from("abc"), SetOptions::new().metadata(meta.clone()))
+        .set(
+            "img",
+            Bytes::from("abc"),
+            SetOptions::new().metadata(meta.clone()),
+        )
         .await
         .unwrap();
     let blob = store.get("img").await.unwrap().unwrap();
-    assert_eq!((blob.value, blob.info.metadata), (Bytes::from("abc"), meta.clone()));
+    assert_eq!(
+        (blob.value, blob.info.metadata),
+        (Bytes::from("abc"), meta.clone())
+    );
     assert!(store.get("nope").await.unwrap().is_none());
     assert!(store.get_metadata("img").await.unwrap().is_some());
     store.delete("img").await.unwrap();
     store.list(ListOptions::new().prefix("dir/")).await.unwrap();
 
     let seen = server.take_seen();
-    let lines: Vec<String> = seen.iter().map(|s| format!("{} {}", s.method, s.target)).collect();
+    let lines: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.target))
+        .collect();
     let signed = format!("?signature={}", http_support::SIGNATURE);
     assert_eq!(
         lines,
@@ -125,13 +158,25 @@ async fn api_mode_reads_and_writes_values_through_signed_urls() {
         ]
     );
     let (step1, step2) = (&seen[0], &seen[1]);
-    assert_eq!(step1.header("accept"), Some("application/json;type=signed-url"));
+    assert_eq!(
+        step1.header("accept"),
+        Some("application/json;type=signed-url")
+    );
     assert!(step1.header("authorization").is_some());
-    assert_eq!(step1.header("netlify-blobs-metadata"), Some(meta.to_header().as_str()));
+    assert_eq!(
+        step1.header("netlify-blobs-metadata"),
+        Some(meta.to_header().as_str())
+    );
     assert!(step1.body.is_empty());
     assert_eq!(step2.header("authorization"), None);
-    assert_eq!(step2.header("x-amz-meta-user"), Some(meta.to_header().as_str()));
-    assert_eq!(step2.header("cache-control"), Some("max-age=0, stale-while-revalidate=60"));
+    assert_eq!(
+        step2.header("x-amz-meta-user"),
+        Some(meta.to_header().as_str())
+    );
+    assert_eq!(
+        step2.header("cache-control"),
+        Some("max-age=0, stale-while-revalidate=60")
+    );
     assert_eq!(step2.body, "abc");
     for one_step in &seen[6..] {
         assert!(one_step.header("authorization").is_some());
@@ -160,7 +205,9 @@ async fn deploy_stores_carry_their_region() {
         ..ClientOptions::default()
     };
     let edge = HttpStore::open(&options, Some(&ctx), &deploy).unwrap();
-    edge.set("k", Bytes::from("1"), SetOptions::new()).await.unwrap();
+    edge.set("k", Bytes::from("1"), SetOptions::new())
+        .await
+        .unwrap();
     let api_ctx = BlobsContext {
         edge_url: None,
         uncached_edge_url: None,
@@ -178,7 +225,10 @@ async fn deploy_stores_carry_their_region() {
 
     let targets: Vec<String> = server.take_seen().into_iter().map(|s| s.target).collect();
     assert_eq!(targets[0], "/region:dev/site-1/deploy:abc123:named/k");
-    assert_eq!(targets[1], "/api/v1/blobs/site-1/deploy:abc123:named/k?region=auto");
+    assert_eq!(
+        targets[1],
+        "/api/v1/blobs/site-1/deploy:abc123:named/k?region=auto"
+    );
     assert_eq!(targets[3], "/region:eu-central-1/site-1/site:s/k");
 }
 
@@ -190,7 +240,10 @@ async fn strong_consistency_uses_the_uncached_edge_url() {
     options.edge_url = Some(dead);
     options.consistency = Consistency::Strong;
     let strong = HttpStore::open(&options, None, &StoreKind::Site("s".into())).unwrap();
-    strong.set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    strong
+        .set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     options.consistency = Consistency::Eventual;
     let eventual = HttpStore::open(&options, None, &StoreKind::Site("s".into())).unwrap();
     let err = eventual.get("k").await.unwrap_err();
@@ -204,9 +257,29 @@ async fn strong_consistency_uses_the_uncached_edge_url() {
 /// Keys the official client would mangle on the wire.
 fn awkward_keys() -> Vec<String> {
     let mut keys: Vec<String> = [
-        "a", "a/b", "a b", "a%20b", "a%b", "%41", "a?b", "a#b", ".", "..", "x/../y", "./z",
-        "a\\b", "ü/é", "😀", "a+b", "a;b*c", "tab\there", "q\"<>^`{}|", "a//b", "trailing/",
-        "dot.", "...",
+        "a",
+        "a/b",
+        "a b",
+        "a%20b",
+        "a%b",
+        "%41",
+        "a?b",
+        "a#b",
+        ".",
+        "..",
+        "x/../y",
+        "./z",
+        "a\\b",
+        "ü/é",
+        "😀",
+        "a+b",
+        "a;b*c",
+        "tab\there",
+        "q\"<>^`{}|",
+        "a//b",
+        "trailing/",
+        "dot.",
+        "...",
     ]
     .map(String::from)
     .to_vec();
@@ -230,7 +303,11 @@ async fn every_valid_key_round_trips_exactly() {
                 .unwrap_or_else(|e| panic!("{key:?}: {e}"));
         }
         for (i, key) in awkward_keys().iter().enumerate() {
-            let blob = store.get(key).await.unwrap().unwrap_or_else(|| panic!("{key:?}"));
+            let blob = store
+                .get(key)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{key:?}"));
             assert_eq!(blob.value, i.to_string(), "{key:?} aliased another key");
             assert!(store.get_metadata(key).await.unwrap().is_some(), "{key:?}");
         }
@@ -252,7 +329,14 @@ async fn every_valid_key_round_trips_exactly() {
         for key in awkward_keys() {
             store.delete(&key).await.unwrap();
         }
-        assert!(store.list(ListOptions::new()).await.unwrap().blobs.is_empty());
+        assert!(
+            store
+                .list(ListOptions::new())
+                .await
+                .unwrap()
+                .blobs
+                .is_empty()
+        );
     }
 }
 
@@ -261,10 +345,19 @@ async fn invalid_input_is_refused_before_any_request() {
     let server = FakeServer::start().await;
     let store = server.edge_store("s", quick_retry());
     for key in ["", "/a", "%2Fa", &"k".repeat(601)] {
-        assert_eq!(store.get(key).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-        let err = store.set(key, Bytes::new(), SetOptions::new()).await.unwrap_err();
+        assert_eq!(
+            store.get(key).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let err = store
+            .set(key, Bytes::new(), SetOptions::new())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert_eq!(store.delete(key).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            store.delete(key).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
     let big = Metadata::from_pairs([("k", "x".repeat(2000))]);
     let err = store
@@ -273,7 +366,10 @@ async fn invalid_input_is_refused_before_any_request() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     for size in [0, 10_001] {
-        let err = store.list(ListOptions::new().page_size(size)).await.unwrap_err();
+        let err = store
+            .list(ListOptions::new().page_size(size))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
     let err = store
@@ -294,7 +390,10 @@ async fn client_pages_of_any_size_over_server_pages() {
         keys.push(format!("cart/x/{i}"));
     }
     for key in &keys {
-        store.set(key, Bytes::from("v"), SetOptions::new()).await.unwrap();
+        store
+            .set(key, Bytes::from("v"), SetOptions::new())
+            .await
+            .unwrap();
     }
     keys.sort();
     for page_size in [None, Some(1), Some(2), Some(3), Some(5), Some(100)] {
@@ -322,12 +421,18 @@ async fn client_pages_of_any_size_over_server_pages() {
                     size: 1,
                     last_modified: store_api::Timestamp::from_millis(0),
                 }),
-                &ListOptions::new().prefix(prefix).directories(dirs).page_size(10_000),
+                &ListOptions::new()
+                    .prefix(prefix)
+                    .directories(dirs)
+                    .page_size(10_000),
             )
             .unwrap();
             let want: Vec<String> = reference.blobs.into_iter().map(|e| e.key).collect();
             assert_eq!(blobs, want, "{page_size:?} {prefix:?} {dirs}");
-            assert_eq!(directories, reference.directories, "{page_size:?} {prefix:?} {dirs}");
+            assert_eq!(
+                directories, reference.directories,
+                "{page_size:?} {prefix:?} {dirs}"
+            );
         }
     }
 }
@@ -350,21 +455,42 @@ async fn streams_round_trip_in_both_directions() {
     assert!(store.get_stream("missing").await.unwrap().is_none());
 
     let small = store
-        .set_stream("small", stream_of(vec![Bytes::from("ab"), Bytes::from("c")]), Some(3), SetOptions::new())
+        .set_stream(
+            "small",
+            stream_of(vec![Bytes::from("ab"), Bytes::from("c")]),
+            Some(3),
+            SetOptions::new(),
+        )
         .await
         .unwrap();
     assert!(small.is_written());
     assert_eq!(store.get("small").await.unwrap().unwrap().value, "abc");
 
-    for (key, n, max) in [("over-small", 2, 300 * 1024), ("over-big", 12, 5 * 256 * 1024)] {
+    for (key, n, max) in [
+        ("over-small", 2, 300 * 1024),
+        ("over-big", 12, 5 * 256 * 1024),
+    ] {
         let err = store
-            .set_stream(key, stream_of(vec![chunk.clone(); n]), Some(max), SetOptions::new())
+            .set_stream(
+                key,
+                stream_of(vec![chunk.clone(); n]),
+                Some(max),
+                SetOptions::new(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge, "{key}");
         // Nothing was written, not even part of the value.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(server.store("site:streams").get(key).await.unwrap().is_none(), "{key}");
+        assert!(
+            server
+                .store("site:streams")
+                .get(key)
+                .await
+                .unwrap()
+                .is_none(),
+            "{key}"
+        );
     }
 }
 
@@ -403,7 +529,14 @@ async fn statuses_become_typed_errors() {
     server.fault(Method::DELETE, Fault::Status(404, vec![]));
     store.delete("k").await.unwrap();
     server.fault(Method::GET, Fault::Status(404, vec![]));
-    assert!(store.list(ListOptions::new()).await.unwrap().blobs.is_empty());
+    assert!(
+        store
+            .list(ListOptions::new())
+            .await
+            .unwrap()
+            .blobs
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -415,7 +548,9 @@ async fn the_token_never_leaks() {
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     let good = server.edge_store("s", quick_retry());
-    good.set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    good.set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     let api = server.api_store("s", quick_retry());
     api.get("k").await.unwrap();
     let texts = [
@@ -427,7 +562,10 @@ async fn the_token_never_leaks() {
         format!("{:?}", good.config()),
     ];
     for text in texts {
-        assert!(!text.contains("wrong-token-xyz") && !text.contains(TOKEN), "{text}");
+        assert!(
+            !text.contains("wrong-token-xyz") && !text.contains(TOKEN),
+            "{text}"
+        );
     }
     for seen in server.take_seen() {
         assert!(!seen.target.contains(TOKEN), "{}", seen.target);
@@ -444,14 +582,21 @@ async fn the_token_never_leaks() {
 #[tokio::test]
 async fn jobs_work_over_http() {
     let server = FakeServer::start().await;
-    let jobs = BlobJobStore::new(std::sync::Arc::new(server.edge_store("jobs", quick_retry())));
+    let jobs = BlobJobStore::new(std::sync::Arc::new(
+        server.edge_store("jobs", quick_retry()),
+    ));
     let job = jobs
         .create(NewJob::new("extract", serde_json::json!({"pdf": "a.pdf"})))
         .await
         .unwrap();
     // A second instance (a new client) sees the job and drives it.
-    let other = BlobJobStore::new(std::sync::Arc::new(server.edge_store("jobs", quick_retry())));
-    other.claim(&job.id, "worker", Duration::from_secs(60)).await.unwrap();
+    let other = BlobJobStore::new(std::sync::Arc::new(
+        server.edge_store("jobs", quick_retry()),
+    ));
+    other
+        .claim(&job.id, "worker", Duration::from_secs(60))
+        .await
+        .unwrap();
     other.progress(&job.id, "worker", 50, None).await.unwrap();
     other
         .succeed(&job.id, "worker", serde_json::json!({"ok": true}))

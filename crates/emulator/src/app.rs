@@ -212,6 +212,7 @@ impl App {
             let host = host
                 .to_str()
                 .ok()
+                .filter(|h| !h.contains('@'))
                 .and_then(|h| h.parse::<http::uri::Authority>().ok())
                 .ok_or_else(|| Error::invalid("the host header is not a valid authority"))?;
             return Ok(host.to_string());

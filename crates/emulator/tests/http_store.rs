@@ -134,9 +134,37 @@ async fn collect(mut stream: ByteStream) -> Vec<u8> {
 
 fn awkward_keys() -> Vec<String> {
     let mut keys: Vec<String> = [
-        "a", "a/b", "a/b/c", "a b", "a%b", "a%2Fb", "%41", "A", "a?b", "a#b", "..", ".", "../x",
-        "x/../y", "./z", "z/.", "a//b", "ü/ß", "日本語", "emoji-😀", "trailing/", "-", "_", "~",
-        "a.b", "a.b.b", "\\", "nul\u{0}byte", "x\ny", "a+b", "q\"<>^`{}|",
+        "a",
+        "a/b",
+        "a/b/c",
+        "a b",
+        "a%b",
+        "a%2Fb",
+        "%41",
+        "A",
+        "a?b",
+        "a#b",
+        "..",
+        ".",
+        "../x",
+        "x/../y",
+        "./z",
+        "z/.",
+        "a//b",
+        "ü/ß",
+        "日本語",
+        "emoji-😀",
+        "trailing/",
+        "-",
+        "_",
+        "~",
+        "a.b",
+        "a.b.b",
+        "\\",
+        "nul\u{0}byte",
+        "x\ny",
+        "a+b",
+        "q\"<>^`{}|",
     ]
     .into_iter()
     .map(String::from)
@@ -154,7 +182,11 @@ fn awkward_keys() -> Vec<String> {
 
 async fn round_trip(store: &dyn BlobStore) {
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
-    for (key, value) in [("small", b"hello".to_vec()), ("empty", Vec::new()), ("big", big)] {
+    for (key, value) in [
+        ("small", b"hello".to_vec()),
+        ("empty", Vec::new()),
+        ("big", big),
+    ] {
         let etag = put(store, key, &value).await;
         let blob = store.get(key).await.unwrap().unwrap();
         assert_eq!(blob.value.as_ref(), value.as_slice(), "{key}");
@@ -175,18 +207,28 @@ async fn etags_change_on_every_write(store: &dyn BlobStore) {
     let mut seen = BTreeSet::new();
     for _ in 0..5 {
         let etag = put(store, "same", b"same content").await;
-        assert!(seen.insert(etag.as_str().to_owned()), "etag repeated: {etag}");
+        assert!(
+            seen.insert(etag.as_str().to_owned()),
+            "etag repeated: {etag}"
+        );
     }
 }
 
 async fn metadata_is_stored_and_replaced(store: &dyn BlobStore) {
     let meta = Metadata::from_pairs([("colour", "grün"), ("n", "1")]);
     store
-        .set("m", Bytes::from_static(b"v1"), SetOptions::new().metadata(meta.clone()))
+        .set(
+            "m",
+            Bytes::from_static(b"v1"),
+            SetOptions::new().metadata(meta.clone()),
+        )
         .await
         .unwrap();
     assert_eq!(store.get("m").await.unwrap().unwrap().info.metadata, meta);
-    assert_eq!(store.get_metadata("m").await.unwrap().unwrap().metadata, meta);
+    assert_eq!(
+        store.get_metadata("m").await.unwrap().unwrap().metadata,
+        meta
+    );
     put(store, "m", b"v2").await;
     let blob = store.get("m").await.unwrap().unwrap();
     assert_eq!(blob.value.as_ref(), b"v2");
@@ -202,23 +244,40 @@ async fn metadata_is_stored_and_replaced(store: &dyn BlobStore) {
 
 async fn conditions_hold(store: &dyn BlobStore) {
     let v = |s: &'static str| Bytes::from_static(s.as_bytes());
-    let SetOutcome::Written { etag: e1 } =
-        store.set("c", v("one"), SetOptions::new().if_new()).await.unwrap()
+    let SetOutcome::Written { etag: e1 } = store
+        .set("c", v("one"), SetOptions::new().if_new())
+        .await
+        .unwrap()
     else {
         panic!("if_new on a missing key was refused");
     };
-    let again = store.set("c", v("two"), SetOptions::new().if_new()).await.unwrap();
+    let again = store
+        .set("c", v("two"), SetOptions::new().if_new())
+        .await
+        .unwrap();
     assert_eq!(again, SetOutcome::ConditionFailed);
-    assert_eq!(store.get("c").await.unwrap().unwrap().value.as_ref(), b"one");
+    assert_eq!(
+        store.get("c").await.unwrap().unwrap().value.as_ref(),
+        b"one"
+    );
     let matched = store
         .set("c", v("three"), SetOptions::new().if_match(e1.clone()))
         .await
         .unwrap();
-    let e3 = matched.etag().cloned().expect("if_match with the current etag was refused");
+    let e3 = matched
+        .etag()
+        .cloned()
+        .expect("if_match with the current etag was refused");
     assert_ne!(e3, e1);
-    let stale = store.set("c", v("four"), SetOptions::new().if_match(e1)).await.unwrap();
+    let stale = store
+        .set("c", v("four"), SetOptions::new().if_match(e1))
+        .await
+        .unwrap();
     assert_eq!(stale, SetOutcome::ConditionFailed);
-    assert_eq!(store.get("c").await.unwrap().unwrap().value.as_ref(), b"three");
+    assert_eq!(
+        store.get("c").await.unwrap().unwrap().value.as_ref(),
+        b"three"
+    );
     let absent = store
         .set("c-missing", v("x"), SetOptions::new().if_match(e3))
         .await
@@ -241,11 +300,16 @@ async fn delete_works_and_tolerates_missing(store: &dyn BlobStore) {
     let (keys, _) = all_keys(store, ListOptions::new()).await;
     assert!(!keys.contains(&"d".to_owned()) && !keys.contains(&long));
     put(store, &long, b"z").await;
-    assert_eq!(store.get(&long).await.unwrap().unwrap().value.as_ref(), b"z");
+    assert_eq!(
+        store.get(&long).await.unwrap().unwrap().value.as_ref(),
+        b"z"
+    );
 }
 
 async fn listing_pages_prefixes_and_directories(store: &dyn BlobStore) {
-    let keys = ["top", "cart/42", "cart/43", "cart/x/1", "cart/x/2", "cart0", "z/1", "a", "a/b"];
+    let keys = [
+        "top", "cart/42", "cart/43", "cart/x/1", "cart/x/2", "cart0", "z/1", "a", "a/b",
+    ];
     for k in keys {
         put(store, k, k.as_bytes()).await;
     }
@@ -259,21 +323,36 @@ async fn listing_pages_prefixes_and_directories(store: &dyn BlobStore) {
             all_keys(store, ListOptions::new().directories(true).page_size(size)).await;
         assert_eq!(blobs, ["a", "cart0", "top"], "page size {size}");
         assert_eq!(dirs, ["a", "cart", "z"], "page size {size}");
-        let options = ListOptions::new().prefix("cart/").directories(true).page_size(size);
+        let options = ListOptions::new()
+            .prefix("cart/")
+            .directories(true)
+            .page_size(size);
         let (blobs, dirs) = all_keys(store, options).await;
         assert_eq!(blobs, ["cart/42", "cart/43"], "page size {size}");
         assert_eq!(dirs, ["cart/x"], "page size {size}");
     }
     let (blobs, _) = all_keys(store, ListOptions::new().prefix("cart")).await;
-    assert_eq!(blobs, ["cart/42", "cart/43", "cart/x/1", "cart/x/2", "cart0"]);
+    assert_eq!(
+        blobs,
+        ["cart/42", "cart/43", "cart/x/1", "cart/x/2", "cart0"]
+    );
     let (blobs, _) = all_keys(store, ListOptions::new().prefix("nothing")).await;
     assert!(blobs.is_empty());
-    let page = store.list(ListOptions::new().prefix("cart/").page_size(4)).await.unwrap();
+    let page = store
+        .list(ListOptions::new().prefix("cart/").page_size(4))
+        .await
+        .unwrap();
     assert_eq!(page.blobs.len(), 4);
     assert_eq!(page.next_cursor, None);
-    let err = store.list(ListOptions::new().cursor(Some("***".into()))).await.unwrap_err();
+    let err = store
+        .list(ListOptions::new().cursor(Some("***".into())))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = store.list(ListOptions::new().page_size(0)).await.unwrap_err();
+    let err = store
+        .list(ListOptions::new().page_size(0))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -285,7 +364,11 @@ async fn awkward_keys_round_trip_and_never_alias(store: &dyn BlobStore) {
     for (i, key) in keys.iter().enumerate() {
         let blob = store.get(key).await.unwrap();
         let blob = blob.unwrap_or_else(|| panic!("{key:?} was not found"));
-        assert_eq!(blob.value.as_ref(), format!("value {i}").as_bytes(), "{key:?}");
+        assert_eq!(
+            blob.value.as_ref(),
+            format!("value {i}").as_bytes(),
+            "{key:?}"
+        );
     }
     let mut expected = keys.clone();
     expected.sort();
@@ -293,7 +376,11 @@ async fn awkward_keys_round_trip_and_never_alias(store: &dyn BlobStore) {
     assert_eq!(listed, expected);
     for prefix in ["a", "a/", "%", "ü", ".", "..", "K", "a?", "a#"] {
         let (listed, _) = all_keys(store, ListOptions::new().prefix(prefix)).await;
-        let want: Vec<String> = expected.iter().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let want: Vec<String> = expected
+            .iter()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         assert_eq!(listed, want, "prefix {prefix:?}");
     }
     for key in &keys {
@@ -306,12 +393,24 @@ async fn awkward_keys_round_trip_and_never_alias(store: &dyn BlobStore) {
 async fn invalid_keys_are_rejected(store: &dyn BlobStore) {
     for key in [String::new(), "/a".into(), "%2Fa".into(), "k".repeat(601)] {
         let kind = |r: store_api::Error| r.kind();
-        assert_eq!(kind(store.get(&key).await.unwrap_err()), ErrorKind::InvalidInput);
-        assert_eq!(kind(store.get_metadata(&key).await.unwrap_err()), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(store.get(&key).await.unwrap_err()),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(store.get_metadata(&key).await.unwrap_err()),
+            ErrorKind::InvalidInput
+        );
         let set = store.set(&key, Bytes::new(), SetOptions::new()).await;
         assert_eq!(kind(set.unwrap_err()), ErrorKind::InvalidInput);
-        assert_eq!(kind(store.delete(&key).await.unwrap_err()), ErrorKind::InvalidInput);
-        assert_eq!(kind(store.get_stream(&key).await.err().unwrap()), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(store.delete(&key).await.unwrap_err()),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(store.get_stream(&key).await.err().unwrap()),
+            ErrorKind::InvalidInput
+        );
         let set = store
             .set_stream(&key, once_stream(Bytes::new()), None, SetOptions::new())
             .await;
@@ -342,10 +441,18 @@ async fn streams_round_trip_and_respect_max_size(store: &dyn BlobStore) {
         assert_eq!(info.size, whole.len() as u64);
         assert_eq!(info.metadata, meta);
         assert_eq!(collect(stream).await, whole);
-        assert_eq!(store.get(key).await.unwrap().unwrap().value.as_ref(), whole.as_slice());
+        assert_eq!(
+            store.get(key).await.unwrap().unwrap().value.as_ref(),
+            whole.as_slice()
+        );
         let over = format!("{key}-over");
         let err = store
-            .set_stream(&over, stream_of(chunks.clone()), Some(whole.len() as u64 - 1), SetOptions::new())
+            .set_stream(
+                &over,
+                stream_of(chunks.clone()),
+                Some(whole.len() as u64 - 1),
+                SetOptions::new(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
@@ -362,7 +469,12 @@ async fn streams_round_trip_and_respect_max_size(store: &dyn BlobStore) {
             .unwrap();
         assert_eq!(refused, SetOutcome::ConditionFailed);
         store
-            .set_stream(key, stream_of(vec![]), None, SetOptions::new().if_match(etag))
+            .set_stream(
+                key,
+                stream_of(vec![]),
+                None,
+                SetOptions::new().if_match(etag),
+            )
             .await
             .unwrap()
             .etag()
@@ -378,7 +490,10 @@ async fn cas_increment(store: &dyn BlobStore, key: &str) {
         let n: u64 = std::str::from_utf8(&blob.value).unwrap().parse().unwrap();
         let next = Bytes::from((n + 1).to_string());
         let condition = Condition::IfMatch(blob.info.etag);
-        let outcome = store.set(key, next, SetOptions::new().condition(condition)).await.unwrap();
+        let outcome = store
+            .set(key, next, SetOptions::new().condition(condition))
+            .await
+            .unwrap();
         if outcome.is_written() {
             return;
         }
@@ -431,7 +546,11 @@ async fn paginated_walk_is_stable_under_writes(store: Arc<dyn BlobStore>) {
     for _ in 0..3 {
         let (keys, _) = all_keys(store.as_ref(), ListOptions::new().page_size(7)).await;
         let stable_seen: Vec<&String> = keys.iter().filter(|k| !k.contains('-')).collect();
-        assert_eq!(stable_seen.len(), stable.len(), "a stable key was missed or repeated");
+        assert_eq!(
+            stable_seen.len(),
+            stable.len(),
+            "a stable key was missed or repeated"
+        );
         assert!(stable_seen.iter().zip(&stable).all(|(a, b)| *a == b));
     }
     stop.store(true, Ordering::Relaxed);
@@ -458,15 +577,27 @@ async fn job_lifecycle(instance: impl Fn() -> Arc<dyn BlobStore>) {
     assert_eq!(created.status, JobStatus::Pending);
     assert_eq!(jobs.create(new_job("job-1")).await.unwrap(), created);
     let id = created.id.clone();
-    let claimed = jobs.claim(&id, "worker-a", Duration::from_secs(60)).await.unwrap();
+    let claimed = jobs
+        .claim(&id, "worker-a", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!((claimed.status, claimed.attempts), (JobStatus::Running, 1));
-    let err = jobs.claim(&id, "worker-b", Duration::from_secs(60)).await.unwrap_err();
+    let err = jobs
+        .claim(&id, "worker-b", Duration::from_secs(60))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LeaseHeld);
-    let progressed = jobs.progress(&id, "worker-a", 40, Some("halfway".into())).await.unwrap();
+    let progressed = jobs
+        .progress(&id, "worker-a", 40, Some("halfway".into()))
+        .await
+        .unwrap();
     assert_eq!(progressed.progress.as_ref().unwrap().percent, 40);
     let err = jobs.progress(&id, "worker-b", 50, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LeaseHeld);
-    let done = jobs.succeed(&id, "worker-a", json!({"url": "/out.png"})).await.unwrap();
+    let done = jobs
+        .succeed(&id, "worker-a", json!({"url": "/out.png"}))
+        .await
+        .unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     let read = jobs.get(&id).await.unwrap().unwrap();
     assert_eq!(read, done);
@@ -482,8 +613,14 @@ async fn jobs_cross_instances(instance: impl Fn() -> Arc<dyn BlobStore>) {
     let background = BlobJobStore::new(instance());
     let status = BlobJobStore::new(instance());
     let job = trigger.create(new_job("job-http")).await.unwrap();
-    background.claim(&job.id, "background", Duration::from_secs(5)).await.unwrap();
-    background.succeed(&job.id, "background", json!("ok")).await.unwrap();
+    background
+        .claim(&job.id, "background", Duration::from_secs(5))
+        .await
+        .unwrap();
+    background
+        .succeed(&job.id, "background", json!("ok"))
+        .await
+        .unwrap();
     let seen = status.get(&job.id).await.unwrap().unwrap();
     assert_eq!(seen.status, JobStatus::Succeeded);
     assert_eq!(seen.result, Some(json!("ok")));
@@ -498,7 +635,8 @@ async fn claim_is_exclusive_across_instances(instance: impl Fn() -> Arc<dyn Blob
         let jobs = BlobJobStore::new(instance());
         let id = job.id.clone();
         tasks.push(tokio::spawn(async move {
-            jobs.claim(&id, &format!("w{w}"), Duration::from_secs(60)).await
+            jobs.claim(&id, &format!("w{w}"), Duration::from_secs(60))
+                .await
         }));
     }
     let mut winners = 0;
@@ -795,7 +933,12 @@ async fn a_conditional_write_whose_answer_is_lost_is_applied_exactly_once() {
         .unwrap();
     let stored = p.direct().get("job").await.unwrap().unwrap();
     assert_eq!(stored.value, "v1");
-    assert_eq!(outcome, SetOutcome::Written { etag: stored.info.etag.clone() });
+    assert_eq!(
+        outcome,
+        SetOutcome::Written {
+            etag: stored.info.etag.clone()
+        }
+    );
     // The PUT and the read-back, no second PUT.
     assert_eq!(p.forwarded() - before, 2);
 
@@ -803,7 +946,11 @@ async fn a_conditional_write_whose_answer_is_lost_is_applied_exactly_once() {
     p.faults.drop_next_response.store(true, Ordering::SeqCst);
     let before = p.forwarded();
     let outcome = store
-        .set("job", Bytes::from("v2"), SetOptions::new().if_match(stored.info.etag))
+        .set(
+            "job",
+            Bytes::from("v2"),
+            SetOptions::new().if_match(stored.info.etag),
+        )
         .await
         .unwrap();
     let stored = p.direct().get("job").await.unwrap().unwrap();
@@ -822,7 +969,11 @@ async fn a_slow_conditional_write_is_checked_not_resent() {
         .set("slow", Bytes::from("v"), SetOptions::new().if_new())
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
     let stored = p.direct().get("slow").await.unwrap().unwrap();
     assert_eq!(outcome.etag(), Some(&stored.info.etag));
 }
@@ -830,14 +981,20 @@ async fn a_slow_conditional_write_is_checked_not_resent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_and_rate_limited_answers_are_retried() {
     let p = Proxied::start().await;
-    p.direct().set("k", Bytes::from("v"), SetOptions::new()).await.unwrap();
+    p.direct()
+        .set("k", Bytes::from("v"), SetOptions::new())
+        .await
+        .unwrap();
     let store = p.client(retry().jitter(false));
     p.faults.status.store(503, Ordering::SeqCst);
     p.faults.status_times.store(2, Ordering::SeqCst);
     assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
     assert_eq!(p.faults.status_times.load(Ordering::SeqCst), 0);
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     p.faults.status.store(429, Ordering::SeqCst);
     p.faults.rate_limit_reset.store(now + 2, Ordering::SeqCst);
     p.faults.status_times.store(1, Ordering::SeqCst);
@@ -875,5 +1032,9 @@ async fn retries_give_up_within_their_bounds() {
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(started.elapsed() <= Duration::from_millis(800), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -12,32 +12,80 @@ use proptest::prelude::*;
 const TOKEN: &str = "tok";
 
 fn method() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec!["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS"])
+    prop::sample::select(vec![
+        "GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS",
+    ])
 }
 
 /// Path pieces that hit the interesting branches, glued together at random.
 fn path() -> impl Strategy<Value = String> {
     let piece = prop::sample::select(vec![
-        "", "/", "site-1", "api", "v1", "blobs", "region:dev", "site:", "site:x", "deploy:",
-        "deploy:abc", "deploy:a-b", "deploy:abc:n", ".well-known", "blobs-emulator", "health",
-        "%", "%2F", "%2f", "%FF", "%C3%BC", "%00", "..", ".", "k", "a%20b", "~", ":", "+",
+        "",
+        "/",
+        "site-1",
+        "api",
+        "v1",
+        "blobs",
+        "region:dev",
+        "site:",
+        "site:x",
+        "deploy:",
+        "deploy:abc",
+        "deploy:a-b",
+        "deploy:abc:n",
+        ".well-known",
+        "blobs-emulator",
+        "health",
+        "%",
+        "%2F",
+        "%2f",
+        "%FF",
+        "%C3%BC",
+        "%00",
+        "..",
+        ".",
+        "k",
+        "a%20b",
+        "~",
+        ":",
+        "+",
     ]);
     prop::collection::vec(piece, 0..7).prop_map(|parts| format!("/{}", parts.join("/")))
 }
 
 fn query() -> impl Strategy<Value = String> {
     let pair = prop::sample::select(vec![
-        "prefix=", "prefix=a%2F", "prefix=%FF", "directories=true", "directories=x",
-        "cursor=", "cursor=%2A", "cursor=a2V5", "cursor=c3NpdGU6YQ", "region=auto",
-        "expires=1", "expires=x", "signature=zz", "signature=", "&", "=", "a=b",
+        "prefix=",
+        "prefix=a%2F",
+        "prefix=%FF",
+        "directories=true",
+        "directories=x",
+        "cursor=",
+        "cursor=%2A",
+        "cursor=a2V5",
+        "cursor=c3NpdGU6YQ",
+        "region=auto",
+        "expires=1",
+        "expires=x",
+        "signature=zz",
+        "signature=",
+        "&",
+        "=",
+        "a=b",
     ]);
     prop::collection::vec(pair, 0..4).prop_map(|p| p.join("&"))
 }
 
 fn headers() -> impl Strategy<Value = Vec<(&'static str, String)>> {
     let name = prop::sample::select(vec![
-        "authorization", "accept", "if-match", "if-none-match", "x-amz-meta-user",
-        "netlify-blobs-metadata", "content-length", "host",
+        "authorization",
+        "accept",
+        "if-match",
+        "if-none-match",
+        "x-amz-meta-user",
+        "netlify-blobs-metadata",
+        "content-length",
+        "host",
     ]);
     let value = prop::sample::select(vec![
         "Bearer tok".to_owned(),

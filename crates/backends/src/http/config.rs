@@ -313,7 +313,9 @@ impl HttpConfig {
             )));
         };
         if site_id.is_empty() || token.reveal().is_empty() {
-            return Err(Error::invalid("the site id and the token must not be empty"));
+            return Err(Error::invalid(
+                "the site id and the token must not be empty",
+            ));
         }
         let edge_url = pick(&ctx.edge_url, &options.edge_url);
         let uncached = pick(&ctx.uncached_edge_url, &options.uncached_edge_url);
@@ -362,9 +364,11 @@ impl HttpConfig {
         };
         let region = match (&options.region, is_deploy, &endpoint) {
             (Some(r), _, _) => Some(r.clone()),
-            (None, true, Endpoint::Edge { .. }) => Some(ctx.primary_region.clone().ok_or_else(
-                || Error::invalid("a deploy store in edge mode needs a region or a primaryRegion"),
-            )?),
+            (None, true, Endpoint::Edge { .. }) => {
+                Some(ctx.primary_region.clone().ok_or_else(|| {
+                    Error::invalid("a deploy store in edge mode needs a region or a primaryRegion")
+                })?)
+            }
             (None, true, Endpoint::Api { .. }) => Some("auto".to_owned()),
             (None, false, _) => None,
         };
@@ -413,7 +417,11 @@ mod tests {
         let c = ctx();
         assert_eq!(BlobsContext::decode(&c.encode()), c);
         for bad in ["", "!!!", "bnVsbA==", "WzFd"] {
-            assert_eq!(BlobsContext::decode(bad), BlobsContext::default(), "{bad:?}");
+            assert_eq!(
+                BlobsContext::decode(bad),
+                BlobsContext::default(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -425,8 +433,15 @@ mod tests {
             ..ClientOptions::default()
         };
         let config = HttpConfig::resolve(&options, Some(&c), &StoreKind::Site("s".into())).unwrap();
-        for text in [format!("{c:?}"), format!("{options:?}"), format!("{config:?}")] {
-            assert!(!text.contains("ctx-token") && !text.contains("opt-token"), "{text}");
+        for text in [
+            format!("{c:?}"),
+            format!("{options:?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(
+                !text.contains("ctx-token") && !text.contains("opt-token"),
+                "{text}"
+            );
             assert!(text.contains("<redacted>"));
         }
     }
@@ -438,7 +453,8 @@ mod tests {
             token: Some(Token::new("opt-token")),
             ..ClientOptions::default()
         };
-        let config = HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
+        let config =
+            HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
         assert_eq!(config.site_id, "opt-site");
         assert_eq!(config.token.reveal(), "opt-token");
         // The context's local edge URL is dropped too, as in the official client.
@@ -457,7 +473,8 @@ mod tests {
             edge_url: Some("http://opt-edge".into()),
             ..ClientOptions::default()
         };
-        let config = HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
+        let config =
+            HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
         assert_eq!(config.site_id, "ctx-site");
         assert_eq!(config.token.reveal(), "ctx-token");
         assert_eq!(
@@ -502,7 +519,8 @@ mod tests {
             primary_region: None,
             ..ctx()
         };
-        let err = HttpConfig::resolve(&ClientOptions::default(), Some(&no_region), &kind).unwrap_err();
+        let err =
+            HttpConfig::resolve(&ClientOptions::default(), Some(&no_region), &kind).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         let bad_id = StoreKind::Deploy {
             deploy_id: Some("bad-id".into()),
@@ -513,8 +531,12 @@ mod tests {
 
     #[test]
     fn missing_credentials_and_bad_regions_are_rejected() {
-        let err = HttpConfig::resolve(&ClientOptions::default(), None, &StoreKind::Site("s".into()))
-            .unwrap_err();
+        let err = HttpConfig::resolve(
+            &ClientOptions::default(),
+            None,
+            &StoreKind::Site("s".into()),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         let options = ClientOptions {
             region: Some("mars-1".into()),
@@ -525,7 +547,8 @@ mod tests {
             region: Some("eu-central-1".into()),
             ..ClientOptions::default()
         };
-        let config = HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
+        let config =
+            HttpConfig::resolve(&options, Some(&ctx()), &StoreKind::Site("s".into())).unwrap();
         assert_eq!(config.region.as_deref(), Some("eu-central-1"));
     }
 

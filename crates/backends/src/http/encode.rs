@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(key_path("dir/sub/c"), "/dir/sub/c");
         assert_eq!(key_path("a b"), "/a%20b");
         assert_eq!(key_path("ü"), "/%C3%BC");
-        assert_eq!(key_path("a+b;c*d:e@f!$&'(),=~|[]"), "/a+b;c*d:e@f!$&'(),=~|[]");
+        assert_eq!(
+            key_path("a+b;c*d:e@f!$&'(),=~|[]"),
+            "/a+b;c*d:e@f!$&'(),=~|[]"
+        );
     }
 
     #[test]
@@ -157,10 +160,24 @@ mod tests {
 
     #[test]
     fn every_escaped_path_is_a_valid_uri_and_decodes_back() {
-        let mut keys: Vec<String> = (1u8..0x80).map(|b| format!("k{}z", char::from(b))).collect();
+        let mut keys: Vec<String> = (1u8..0x80)
+            .map(|b| format!("k{}z", char::from(b)))
+            .collect();
         keys.extend(
-            ["a b", "a%20b", "%", "%%", "%zz", "ü/é/😀", "x/../y", ".", "..", "a//b", "tab\tx"]
-                .map(String::from),
+            [
+                "a b",
+                "a%20b",
+                "%",
+                "%%",
+                "%zz",
+                "ü/é/😀",
+                "x/../y",
+                ".",
+                "..",
+                "a//b",
+                "tab\tx",
+            ]
+            .map(String::from),
         );
         for key in keys {
             let path = format!("/site/site:s{}", key_path(&key));
@@ -176,7 +193,10 @@ mod tests {
 
     #[test]
     fn query_values_are_strictly_encoded() {
-        assert_eq!(query(&[("prefix", "cart/"), ("directories", "true")]), "?prefix=cart%2F&directories=true");
+        assert_eq!(
+            query(&[("prefix", "cart/"), ("directories", "true")]),
+            "?prefix=cart%2F&directories=true"
+        );
         assert_eq!(query_value("a b+c&d=e?ü"), "a%20b%2Bc%26d%3De%3F%C3%BC");
         assert_eq!(query(&[]), "");
     }

@@ -108,8 +108,8 @@ pub use status::{BODY_EXCERPT_CHARS, StatusError, kind_for_status};
 use pager::{Cutter, Step};
 use retry::Budget;
 use wire::{
-    AMZ_METADATA, NETLIFY_METADATA, SIGNED_URL_ACCEPT, WRITE_CACHE_CONTROL, header,
-    parse_list, parse_signed_url, read_etag, read_last_modified, read_length, read_metadata,
+    AMZ_METADATA, NETLIFY_METADATA, SIGNED_URL_ACCEPT, WRITE_CACHE_CONTROL, header, parse_list,
+    parse_signed_url, read_etag, read_last_modified, read_length, read_metadata,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -220,6 +220,18 @@ impl Reply {
     }
 }
 
+/// What step 1 of API mode came to.
+enum StepOne {
+    /// The signed URL for step 2.
+    Url(String),
+    /// An answer the operation must interpret (such as 401 or 404).
+    Final(Reply),
+    /// A failure worth another attempt, with a 429's `X-RateLimit-Reset`.
+    Retry(Error, Option<u64>),
+    /// A failure no retry can fix.
+    Fatal(Error),
+}
+
 /// How an operation failed.
 enum Failure {
     /// Definitely failed (or gave up); the error is final.
@@ -265,7 +277,9 @@ impl CallBody {
 }
 
 fn full_body(bytes: Bytes) -> ReqBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// One logical request, possibly sent several times.
@@ -328,7 +342,9 @@ impl HttpStore {
         encode::push_single_segment(&mut store_url, &config.site_id);
         encode::push_single_segment(&mut store_url, &config.store);
         if store_url.parse::<Uri>().is_err() {
-            return Err(Error::invalid("the site id or store name does not fit in a url"));
+            return Err(Error::invalid(
+                "the site id or store name does not fit in a url",
+            ));
         }
         HeaderValue::from_str(&format!("Bearer {}", config.token.reveal()))
             .map_err(|_| Error::invalid("the token is not a valid header value"))?;
@@ -552,48 +568,54 @@ impl HttpStore {
         }
     }
 
-    /// Step 1 of API mode: a signed URL for the data request, or the API's final answer if
-    /// it refuses (for example 401, or 404 for a missing site).
+    /// Step 1 of API mode, once: a signed URL for the data request, or the API's final
+    /// answer if it refuses (for example 401, or 404 for a missing site).
     async fn signed_url(
         &self,
         call: &Call,
         api_url: &str,
         step1_headers: &HeaderMap,
-        budget: &mut Budget,
-    ) -> std::result::Result<std::result::Result<String, Reply>, Failure> {
+        timeout: Duration,
+    ) -> StepOne {
         let mut headers = step1_headers.clone();
         headers.insert(
             ::http::header::ACCEPT,
             HeaderValue::from_static(SIGNED_URL_ACCEPT),
         );
-        loop {
-            let Some(timeout) = budget.begin_attempt() else {
-                let err = Error::new(ErrorKind::Timeout, format!("{}: out of time", call.what));
-                return Err(Failure::Fatal(HttpStore::give_up(err, budget)));
-            };
-            let req = self
-                .build(&call.method, api_url, true, &headers, full_body(Bytes::new()))
-                .map_err(Failure::Fatal)?;
-            // Step 1 writes nothing, so every failure of it may be retried.
-            let (err, reset) = match self.exchange(req, timeout, false).await {
-                Ok(reply) if reply.status == StatusCode::OK => {
-                    let url = parse_signed_url(reply.bytes()).map_err(Failure::Fatal)?;
-                    return self.complete_signed_url(url).map(Ok).map_err(Failure::Fatal);
+        let req = match self.build(
+            &call.method,
+            api_url,
+            true,
+            &headers,
+            full_body(Bytes::new()),
+        ) {
+            Ok(req) => req,
+            Err(e) => return StepOne::Fatal(e),
+        };
+        // Step 1 writes nothing, so every failure of it may be retried.
+        match self.exchange(req, timeout, false).await {
+            Ok(reply) if reply.status == StatusCode::OK => {
+                match parse_signed_url(reply.bytes()).and_then(|u| self.complete_signed_url(u)) {
+                    Ok(url) => StepOne::Url(url),
+                    Err(e) => StepOne::Fatal(e),
                 }
-                Ok(reply) if is_retryable_status(reply.status) => {
-                    (HttpStore::reply_error(&call.what, &reply), rate_limit_reset(&reply))
-                }
-                Ok(reply) => return Ok(Err(reply)),
-                Err(e) => (HttpStore::attempt_error(&call.what, &e), None),
-            };
-            HttpStore::back_off(&call.what, err, reset, budget).await?;
+            }
+            Ok(reply) if is_retryable_status(reply.status) => StepOne::Retry(
+                HttpStore::reply_error(&call.what, &reply),
+                rate_limit_reset(&reply),
+            ),
+            Ok(reply) => StepOne::Final(reply),
+            Err(e) => StepOne::Retry(HttpStore::attempt_error(&call.what, &e), None),
         }
     }
 
     /// A signed URL as an absolute `http://` URL.
     fn complete_signed_url(&self, url: String) -> Result<String> {
         let url = if url.starts_with('/') {
-            format!("{}{url}", self.inner.api_origin.as_deref().unwrap_or_default())
+            format!(
+                "{}{url}",
+                self.inner.api_origin.as_deref().unwrap_or_default()
+            )
         } else {
             url
         };
@@ -614,9 +636,18 @@ impl HttpStore {
     /// Retries 429, 5xx, connection failures, timeouts and (for signed URLs) 403. For a
     /// conditional write, a failure after which the write may have applied is returned as
     /// [`Failure::Ambiguous`] instead of being resent.
-    async fn perform(&self, call: &Call, budget: &mut Budget) -> std::result::Result<Reply, Failure> {
+    async fn perform(
+        &self,
+        call: &Call,
+        budget: &mut Budget,
+    ) -> std::result::Result<Reply, Failure> {
         let mut signed: Option<String> = None;
         loop {
+            // One attempt is one data request, with the signed-URL request before it in API
+            // mode; both get the attempt's timeout.
+            if !budget.begin_attempt() {
+                return Err(Failure::Fatal(budget.exhausted(&call.what)));
+            }
             let (url, bearer) = match &call.route {
                 Route::Direct(url) => (url.clone(), true),
                 Route::Signed {
@@ -624,19 +655,27 @@ impl HttpStore {
                     step1_headers,
                 } => match &signed {
                     Some(url) => (url.clone(), false),
-                    None => match self.signed_url(call, api_url, step1_headers, budget).await? {
-                        Ok(url) => {
-                            signed = Some(url.clone());
-                            (url, false)
+                    None => {
+                        let timeout = budget.timeout();
+                        match self.signed_url(call, api_url, step1_headers, timeout).await {
+                            StepOne::Url(url) => {
+                                signed = Some(url.clone());
+                                (url, false)
+                            }
+                            StepOne::Final(reply) => return Ok(reply),
+                            StepOne::Fatal(e) => return Err(Failure::Fatal(e)),
+                            StepOne::Retry(err, reset) => {
+                                HttpStore::back_off(&call.what, err, reset, budget).await?;
+                                continue;
+                            }
                         }
-                        Err(reply) => return Ok(reply),
-                    },
+                    }
                 },
             };
-            let Some(timeout) = budget.begin_attempt() else {
-                let err = Error::new(ErrorKind::Timeout, format!("{}: out of time", call.what));
-                return Err(Failure::Fatal(HttpStore::give_up(err, budget)));
-            };
+            let timeout = budget.timeout();
+            if timeout.is_zero() {
+                return Err(Failure::Fatal(budget.exhausted(&call.what)));
+            }
             let Some(body) = call.body.take() else {
                 return Err(Failure::Fatal(Error::new(
                     ErrorKind::Unavailable,
@@ -805,17 +844,19 @@ impl HttpStore {
         let mut sent: u64 = 0;
         let chunks = futures_util::stream::iter(head.into_iter().map(Ok))
             .chain(rest)
-            .map(move |chunk| -> std::result::Result<Frame<Bytes>, BoxError> {
-                let chunk = chunk.map_err(|e| Box::new(e) as BoxError)?;
-                sent += chunk.len() as u64;
-                if let Some(max) = max_size
-                    && sent > max
-                {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return Err("value is larger than the maximum".into());
-                }
-                Ok(Frame::data(chunk))
-            });
+            .map(
+                move |chunk| -> std::result::Result<Frame<Bytes>, BoxError> {
+                    let chunk = chunk.map_err(|e| Box::new(e) as BoxError)?;
+                    sent += chunk.len() as u64;
+                    if let Some(max) = max_size
+                        && sent > max
+                    {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return Err("value is larger than the maximum".into());
+                    }
+                    Ok(Frame::data(chunk))
+                },
+            );
         let body: ReqBody = StreamBody::new(chunks).boxed_unsync();
         let call = self.write_call(key, &options, CallBody::OneShot(Mutex::new(Some(body))))?;
         let mut budget = Budget::start(&self.inner.config.retry);
@@ -823,7 +864,10 @@ impl HttpStore {
         if too_large.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("value is larger than the maximum of {} bytes", max_size.unwrap_or(0)),
+                format!(
+                    "value is larger than the maximum of {} bytes",
+                    max_size.unwrap_or(0)
+                ),
             ));
         }
         match result {
@@ -845,7 +889,10 @@ impl HttpStore {
                 };
                 Err(Error::new(
                     kind,
-                    format!("streamed conditional write of {key} {what}: {}", e.message()),
+                    format!(
+                        "streamed conditional write of {key} {what}: {}",
+                        e.message()
+                    ),
                 )
                 .with_source(e))
             }
@@ -864,9 +911,10 @@ impl HttpStore {
         };
         let reply = self.run(&call, budget).await?;
         match reply.status {
-            StatusCode::OK | StatusCode::NOT_MODIFIED => {
-                Ok(Some(info_from(&reply.headers, read_length(&reply.headers))?))
-            }
+            StatusCode::OK | StatusCode::NOT_MODIFIED => Ok(Some(info_from(
+                &reply.headers,
+                read_length(&reply.headers),
+            )?)),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(HttpStore::reply_error(&call.what, &reply)),
         }

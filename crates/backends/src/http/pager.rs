@@ -154,7 +154,12 @@ impl Cutter {
         items.sort_by(|a, b| a.0.cmp(&b.0));
         items.dedup_by(|a, b| a.0 == b.0);
         for (sort_key, item) in items {
-            if self.position.after.as_ref().is_some_and(|after| sort_key <= *after) {
+            if self
+                .position
+                .after
+                .as_ref()
+                .is_some_and(|after| sort_key <= *after)
+            {
                 continue;
             }
             if self.is_full() {

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use store_api::{Error, ErrorKind};
 use tokio::time::Instant;
 
 /// How hard an operation tries before it gives up.
@@ -125,17 +126,39 @@ impl Budget {
         }
     }
 
-    /// Counts an attempt and returns its timeout, or `None` when no attempt or time is left.
-    pub(crate) fn begin_attempt(&mut self) -> Option<Duration> {
-        if self.attempts >= self.policy.max_attempts.max(1) {
-            return None;
-        }
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
+    /// Counts an attempt; `false` when no attempt or no time is left.
+    pub(crate) fn begin_attempt(&mut self) -> bool {
+        if self.attempts >= self.policy.max_attempts.max(1) || self.time_left().is_zero() {
+            return false;
         }
         self.attempts += 1;
-        Some(self.policy.request_timeout.min(left))
+        true
+    }
+
+    /// The timeout of the next request: the request timeout, or the time left if shorter.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.policy.request_timeout.min(self.time_left())
+    }
+
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The error of an operation that may not start another attempt.
+    pub(crate) fn exhausted(&self, what: &str) -> Error {
+        let (kind, why) = if self.time_left().is_zero() {
+            (ErrorKind::Timeout, "ran out of time")
+        } else {
+            (ErrorKind::Unavailable, "ran out of attempts")
+        };
+        Error::new(
+            kind,
+            format!(
+                "{what}: {why} after {} attempts in {} ms",
+                self.attempts,
+                self.elapsed().as_millis()
+            ),
+        )
     }
 
     /// The wait before the next attempt, or `None` to give up now. `rate_limit_reset` is a
@@ -164,8 +187,7 @@ impl Budget {
             }
         };
         // Only wait if an attempt can still start afterwards.
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if delay >= left {
+        if delay >= self.time_left() {
             return None;
         }
         Some(delay)
@@ -223,10 +245,11 @@ mod tests {
     async fn attempts_are_bounded() {
         let mut budget = Budget::start(&policy().max_attempts(3));
         for _ in 0..3 {
-            assert!(budget.begin_attempt().is_some());
+            assert!(budget.begin_attempt());
         }
-        assert!(budget.begin_attempt().is_none());
+        assert!(!budget.begin_attempt());
         assert!(budget.next_delay(None).is_none());
+        assert_eq!(budget.exhausted("GET k").kind(), ErrorKind::Unavailable);
     }
 
     #[tokio::test]
@@ -236,7 +259,10 @@ mod tests {
         budget.begin_attempt();
         for _ in 0..50 {
             let d = budget.next_delay(None).unwrap();
-            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
+                "{d:?}"
+            );
         }
     }
 
@@ -244,19 +270,31 @@ mod tests {
     async fn rate_limit_reset_is_honoured_and_capped() {
         let mut budget = Budget::start(&policy().max_rate_limit_wait(Duration::from_secs(3)));
         budget.begin_attempt();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let d = budget.next_delay(Some(now + 2)).unwrap();
-        assert!(d > Duration::from_millis(900) && d <= Duration::from_secs(2), "{d:?}");
-        assert_eq!(budget.next_delay(Some(now + 100)).unwrap(), Duration::from_secs(3));
+        assert!(
+            d > Duration::from_millis(900) && d <= Duration::from_secs(2),
+            "{d:?}"
+        );
+        assert_eq!(
+            budget.next_delay(Some(now + 100)).unwrap(),
+            Duration::from_secs(3)
+        );
         // A reset in the past waits the minimum.
-        assert_eq!(budget.next_delay(Some(1)).unwrap(), Duration::from_millis(100));
+        assert_eq!(
+            budget.next_delay(Some(1)).unwrap(),
+            Duration::from_millis(100)
+        );
     }
 
     #[tokio::test]
     async fn no_wait_runs_past_the_deadline() {
         let mut budget = Budget::start(&policy().max_elapsed(Duration::from_millis(150)));
-        let timeout = budget.begin_attempt().unwrap();
-        assert!(timeout <= Duration::from_millis(150));
+        assert!(budget.begin_attempt());
+        assert!(budget.timeout() <= Duration::from_millis(150));
         budget.begin_attempt();
         // The next backoff (200 ms) would end after the deadline.
         assert!(budget.next_delay(None).is_none());

@@ -108,7 +108,12 @@ mod tests {
     #[test]
     fn errors_carry_the_status_and_the_start_of_the_body() {
         let body = "x".repeat(500);
-        let err = status_error("GET site:s/k", StatusCode::IM_A_TEAPOT, body.as_bytes(), None);
+        let err = status_error(
+            "GET site:s/k",
+            StatusCode::IM_A_TEAPOT,
+            body.as_bytes(),
+            None,
+        );
         assert_eq!(err.kind(), ErrorKind::Protocol);
         let source = std::error::Error::source(&err)
             .and_then(|s| s.downcast_ref::<StatusError>())

@@ -46,7 +46,10 @@ pub(crate) struct ServerPage {
 
 pub(crate) fn parse_list(body: &[u8]) -> Result<ServerPage> {
     let wire: WireList = serde_json::from_slice(body).map_err(|e| {
-        Error::new(ErrorKind::Protocol, format!("list response is not valid json: {e}"))
+        Error::new(
+            ErrorKind::Protocol,
+            format!("list response is not valid json: {e}"),
+        )
     })?;
     let blobs = wire
         .blobs
@@ -80,7 +83,12 @@ struct WireSignedUrl {
 pub(crate) fn parse_signed_url(body: &[u8]) -> Result<String> {
     serde_json::from_slice::<WireSignedUrl>(body)
         .map(|w| w.url)
-        .map_err(|_| Error::new(ErrorKind::Protocol, "signed url response is not {\"url\": …}"))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Protocol,
+                "signed url response is not {\"url\": …}",
+            )
+        })
 }
 
 /// A header as text, if present and visible ASCII.
@@ -159,7 +167,10 @@ mod tests {
         let page = parse_list(br#"{"next_cursor":"abc"}"#).unwrap();
         assert!(page.blobs.is_empty() && page.directories.is_empty());
         assert_eq!(page.next_cursor.as_deref(), Some("abc"));
-        assert_eq!(parse_list(b"").err().map(|e| e.kind()), Some(ErrorKind::Protocol));
+        assert_eq!(
+            parse_list(b"").err().map(|e| e.kind()),
+            Some(ErrorKind::Protocol)
+        );
     }
 
     #[test]
@@ -177,6 +188,9 @@ mod tests {
         headers.insert(NETLIFY_METADATA, "b64;eyJiIjoyfQ==".parse().unwrap());
         assert_eq!(read_metadata(&headers).unwrap().get("b"), Some(&2.into()));
         headers.insert(NETLIFY_METADATA, "b64;!!".parse().unwrap());
-        assert_eq!(read_metadata(&headers).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(
+            read_metadata(&headers).unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
     }
 }

@@ -158,7 +158,10 @@ impl FakeServer {
 
     /// The server-side store behind raw store name `store` of [`SITE`].
     pub fn store(&self, store: &str) -> Arc<dyn BlobStore> {
-        self.state.catalog.store(&format!("{SITE}/{store}")).unwrap()
+        self.state
+            .catalog
+            .store(&format!("{SITE}/{store}"))
+            .unwrap()
     }
 
     /// Options for this server in edge mode (explicit site and token, strong consistency).
@@ -186,11 +189,21 @@ impl FakeServer {
     }
 
     pub fn edge_store(&self, name: &str, retry: RetryPolicy) -> HttpStore {
-        HttpStore::open(&self.edge_options(retry), None, &StoreKind::Site(name.into())).unwrap()
+        HttpStore::open(
+            &self.edge_options(retry),
+            None,
+            &StoreKind::Site(name.into()),
+        )
+        .unwrap()
     }
 
     pub fn api_store(&self, name: &str, retry: RetryPolicy) -> HttpStore {
-        HttpStore::open(&self.api_options(retry), None, &StoreKind::Site(name.into())).unwrap()
+        HttpStore::open(
+            &self.api_options(retry),
+            None,
+            &StoreKind::Site(name.into()),
+        )
+        .unwrap()
     }
 
     pub fn config(&self, name: &str) -> HttpConfig {
@@ -213,8 +226,10 @@ fn respond(status: u16, headers: Vec<(&str, String)>, body: impl Into<Bytes>) ->
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap();
     for (name, value) in headers {
-        resp.headers_mut()
-            .append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     Ok(resp)
 }
@@ -371,7 +386,9 @@ async fn serve(state: &State, seen: &Seen) -> Answer {
             };
             let options = SetOptions::new().metadata(metadata).condition(condition);
             match catalog_store.set(&key, seen.body.clone(), options).await {
-                Ok(SetOutcome::Written { etag }) => respond(200, vec![("etag", etag.to_string())], ""),
+                Ok(SetOutcome::Written { etag }) => {
+                    respond(200, vec![("etag", etag.to_string())], "")
+                }
                 Ok(SetOutcome::ConditionFailed) => respond(412, vec![], ""),
                 Err(e) => respond(400, vec![], e.to_string()),
             }
@@ -418,5 +435,9 @@ async fn list(state: &State, store: &dyn BlobStore, method: &Method, query: &str
         "directories": page.directories,
         "next_cursor": page.next_cursor,
     });
-    respond(200, vec![("content-type", "application/json".into())], body.to_string())
+    respond(
+        200,
+        vec![("content-type", "application/json".into())],
+        body.to_string(),
+    )
 }

@@ -18,12 +18,18 @@ pub const CHILD_TEST: &str = "child";
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1", "--quiet"])
-        .env(CHILD_ARGS_ENV, serde_json::to_string(args).unwrap())
-        .env_remove("NETLIFY_BLOBS_CONTEXT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        CHILD_TEST,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env(CHILD_ARGS_ENV, serde_json::to_string(args).unwrap())
+    .env_remove("NETLIFY_BLOBS_CONTEXT")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -95,12 +101,9 @@ pub fn shared_story(spec: &str, env: &[(&str, &str)]) -> SharedRun {
         .find(|l| l.starts_with("job_"))
         .expect("trigger printed no job id");
 
-    let mut status: Child = command(
-        &["status", "--store", spec, &job_id, "--wait", "45"],
-        env,
-    )
-    .spawn()
-    .unwrap();
+    let mut status: Child = command(&["status", "--store", spec, &job_id, "--wait", "45"], env)
+        .spawn()
+        .unwrap();
     let stdout = status.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut status_lines = Vec::new();
@@ -117,9 +120,12 @@ pub fn shared_story(spec: &str, env: &[(&str, &str)]) -> SharedRun {
         }
         if background.is_none() && text.ends_with("is pending") {
             background = Some(
-                command(&["background", "--store", spec, &job_id, "--step-ms", "250"], env)
-                    .spawn()
-                    .unwrap(),
+                command(
+                    &["background", "--store", spec, &job_id, "--step-ms", "250"],
+                    env,
+                )
+                .spawn()
+                .unwrap(),
             );
         }
         status_lines.push(text);
@@ -148,13 +154,22 @@ pub fn shared_story(spec: &str, env: &[(&str, &str)]) -> SharedRun {
 pub fn assert_shared_story(run: &SharedRun) {
     let id = &run.job_id;
     let lines = &run.status_lines;
-    assert_eq!(lines.first(), Some(&format!("job {id} is pending")), "{lines:?}");
+    assert_eq!(
+        lines.first(),
+        Some(&format!("job {id} is pending")),
+        "{lines:?}"
+    );
     assert!(
-        lines.iter().any(|l| l.starts_with(&format!("job {id} is running ("))),
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("job {id} is running ("))),
         "{lines:?}"
     );
     let last = lines.last().unwrap();
-    assert!(last.starts_with(&format!("job {id} succeeded: ")), "{lines:?}");
+    assert!(
+        last.starts_with(&format!("job {id} succeeded: ")),
+        "{lines:?}"
+    );
     assert!(last.contains("\"points\":30"), "{last}");
 }
 
