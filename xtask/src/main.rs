@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod conformance;
 mod tidy;
 
 const HELP: &str = "\
@@ -15,6 +16,8 @@ usage: cargo xtask <task> [args]
 
 tasks:
   ci            format check, clippy with -D warnings, tidy, and the whole test suite
+  conformance   the conformance suite against every backend, emulator in-process;
+                matrix and reports in target/conformance/ (--help for options)
   tidy          repository hygiene checks (also part of ci)
   help          this text
 ";
@@ -25,6 +28,7 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "ci" => ci(),
+        "conformance" => conformance::run(&root(), &rest),
         "tidy" => tidy::run(&root()),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
@@ -40,10 +44,7 @@ fn main() -> Result<()> {
 /// The workspace root (the parent of this crate's directory).
 fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or(manifest)
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 fn cargo() -> Command {

@@ -95,7 +95,10 @@ async fn phase(
             while started.elapsed() < duration {
                 let key = format!("rust/{w}/{}", i % KEYS_PER_WORKER);
                 let ok = if set {
-                    store.set(&key, value.clone(), SetOptions::new()).await.is_ok()
+                    store
+                        .set(&key, value.clone(), SetOptions::new())
+                        .await
+                        .is_ok()
                 } else {
                     store.get(&key).await.is_ok()
                 };

@@ -28,7 +28,11 @@ use conformance_runner::{
 /// Grades a Netlify Blobs endpoint or a local store with the conformance suite: the
 /// behaviours serverless job tracking needs, within one instance and across instances.
 #[derive(Parser)]
-#[command(name = "blobs-conformance", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "blobs-conformance",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -163,7 +167,12 @@ fn instance(spec: &str, name: &str) -> Result<()> {
 fn grade(args: Grade) -> Result<bool> {
     if args.list {
         for case in selected_cases(args.filter.as_deref()) {
-            println!("{:<58} {:<15} {}", case.name, case.scope.as_str(), case.area);
+            println!(
+                "{:<58} {:<15} {}",
+                case.name,
+                case.scope.as_str(),
+                case.area
+            );
         }
         return Ok(true);
     }
@@ -179,7 +188,13 @@ fn grade(args: Grade) -> Result<bool> {
         .with_context(|| format!("cannot open the store {:?}", args.store))?;
     let factory: SharedFactory = if args.processes {
         let program = std::env::current_exe().context("cannot find this program's path")?;
-        std::sync::Arc::new(process_factory(program, &args.url, &args.store, token, site))
+        std::sync::Arc::new(process_factory(
+            program,
+            &args.url,
+            &args.store,
+            token,
+            site,
+        ))
     } else {
         in_process
     };
@@ -242,7 +257,10 @@ fn write_reports(args: &Grade, report: &Report) -> Result<()> {
         write(path, &report.to_json_lines())?;
     }
     if let Some(path) = &args.markdown {
-        write(path, &conformance::markdown_matrix(std::slice::from_ref(report)))?;
+        write(
+            path,
+            &conformance::markdown_matrix(std::slice::from_ref(report)),
+        )?;
     }
     Ok(())
 }

@@ -20,8 +20,30 @@
 //! `cache-control: max-age=0, stale-while-revalidate=60` on every write. Responses are read
 //! like the official client reads them (`netlify-blobs-metadata` before `x-amz-meta-user`).
 //!
-//! Where and how the configuration is found, and the precedence between
-//! `NETLIFY_BLOBS_CONTEXT` and explicit options, is described on [`ClientOptions`].
+//! # Configuration
+//!
+//! A store is configured by a [`HttpConfig`], built directly (for example
+//! [`HttpConfig::edge`] for the emulator) or resolved by [`HttpConfig::resolve`] from
+//! [`ClientOptions`] (the official client's `getStore` options) and the
+//! `NETLIFY_BLOBS_CONTEXT` environment variable ([`BlobsContext`]: standard base64 of a JSON
+//! object with `siteID`, `token`, `edgeURL`, `uncachedEdgeURL`, `apiURL`, `deployID` and
+//! `primaryRegion`; an unset, empty or undecodable value is an empty context). The official
+//! client's precedence rules apply:
+//!
+//! 1. For site and legacy stores, options with **both** a site ID and a token make the store
+//!    ignore the context completely (URLs included: without an edge or API URL in the
+//!    options, requests go to `https://api.netlify.com`).
+//! 2. Otherwise, and always for deploy stores, every context field overrides the option of
+//!    the same name (`edgeURL`, `uncachedEdgeURL`, `apiURL`, `siteID`, `token`); the deploy
+//!    ID of the options wins over the context's.
+//! 3. Consistency, region and retries come only from the options, `primaryRegion` only from
+//!    the context.
+//! 4. With an edge URL the store uses edge mode, otherwise API mode.
+//! 5. A site ID and a token are required.
+//!
+//! Store kinds ([`StoreKind`]) give the raw store name: `site:<name>`, `deploy:<id>` or
+//! `deploy:<id>:<name>`, or a legacy name sent as it is. Deploy stores carry a region: the
+//! context's `primaryRegion` in edge mode, `auto` in API mode, unless one is given.
 //!
 //! # Keys on the wire
 //!
@@ -533,25 +555,13 @@ impl HttpStore {
         )
     }
 
-    fn give_up(err: Error, budget: &Budget) -> Error {
-        Error::new(
-            err.kind(),
-            format!(
-                "{} (gave up after {} attempts in {} ms)",
-                err.message(),
-                budget.attempts(),
-                budget.elapsed().as_millis()
-            ),
-        )
-        .with_source(err)
-    }
-
-    /// Waits before the next attempt, or returns the final error.
+    /// Waits before the next attempt (remembering `err` as the last failure), or returns
+    /// the final error.
     async fn back_off(
         what: &str,
         err: Error,
         rate_limit_reset: Option<u64>,
-        budget: &Budget,
+        budget: &mut Budget,
     ) -> std::result::Result<(), Failure> {
         match budget.next_delay(rate_limit_reset) {
             Some(delay) => {
@@ -561,10 +571,11 @@ impl HttpStore {
                     delay_ms = delay.as_millis() as u64,
                     "retrying after: {err}"
                 );
+                budget.record(err);
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
-            None => Err(Failure::Fatal(HttpStore::give_up(err, budget))),
+            None => Err(Failure::Fatal(budget.give_up(err))),
         }
     }
 
@@ -1022,7 +1033,7 @@ impl BlobStore for HttpStore {
                     // The write did not happen: resending it is safe.
                     let err = Error::new(ErrorKind::Unavailable, err.message().to_owned());
                     if let Err(Failure::Fatal(e) | Failure::Ambiguous(e)) =
-                        HttpStore::back_off(&call.what, err, None, &budget).await
+                        HttpStore::back_off(&call.what, err, None, &mut budget).await
                     {
                         return Err(e);
                     }

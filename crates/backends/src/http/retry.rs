@@ -28,7 +28,8 @@ pub struct RetryPolicy {
     /// The longest wait honoured for a 429's `X-RateLimit-Reset`.
     pub max_rate_limit_wait: Duration,
     /// The longest one request may take until its response (and, for values read whole,
-    /// its body) has arrived.
+    /// its body) has arrived. A streamed read (`get_stream`) is bounded until its head
+    /// arrives; the caller paces the body.
     pub request_timeout: Duration,
     /// Whether waits are randomised (on by default; off makes tests exact).
     pub jitter: bool,
@@ -112,6 +113,8 @@ pub(crate) struct Budget {
     started: Instant,
     deadline: Instant,
     attempts: u32,
+    /// The failure of the last attempt, reported if the budget runs out before another.
+    last: Option<Error>,
 }
 
 impl Budget {
@@ -123,6 +126,7 @@ impl Budget {
             started,
             deadline: started + policy.max_elapsed,
             attempts: 0,
+            last: None,
         }
     }
 
@@ -144,8 +148,31 @@ impl Budget {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// The error of an operation that may not start another attempt.
-    pub(crate) fn exhausted(&self, what: &str) -> Error {
+    /// Remembers the failure of the attempt just made.
+    pub(crate) fn record(&mut self, err: Error) {
+        self.last = Some(err);
+    }
+
+    /// The final error of an operation that gives up after `err`.
+    pub(crate) fn give_up(&self, err: Error) -> Error {
+        Error::new(
+            err.kind(),
+            format!(
+                "{} (gave up after {} attempts in {} ms)",
+                err.message(),
+                self.attempts,
+                self.elapsed().as_millis()
+            ),
+        )
+        .with_source(err)
+    }
+
+    /// The error of an operation that may not start another attempt: the last failure if
+    /// there was one, else running out of time or attempts.
+    pub(crate) fn exhausted(&mut self, what: &str) -> Error {
+        if let Some(last) = self.last.take() {
+            return self.give_up(last);
+        }
         let (kind, why) = if self.time_left().is_zero() {
             (ErrorKind::Timeout, "ran out of time")
         } else {
@@ -201,6 +228,7 @@ impl Budget {
             started: self.started,
             deadline: self.deadline,
             attempts: 0,
+            last: None,
         }
     }
 

@@ -1,0 +1,524 @@
+//! `cargo xtask conformance`: the conformance suite against every backend of the project, with
+//! the emulator started in this process. Prints the matrix (backend × property) and the
+//! memory backend's counterexample, writes the reports under `target/conformance/`, and
+//! fails unless the outcome is the expected one.
+//!
+//! The expected outcome is the suite's own proof of teeth: the memory backend, whose
+//! instances share nothing, fails every cross-instance property and passes every
+//! single-instance one; every other backend passes everything.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use backends::http::{HttpConfig, Token};
+use backends::{Catalog, FileOptions, FileStore, HttpStore, MemoryStore};
+use conformance::{Capabilities, Options, Report, Scope, SharedFactory, Verdict};
+use conformance_runner::{DEFAULT_STORE_NAME, process_factory, run_with_progress};
+use store_api::BlobStore;
+
+/// The site the HTTP backend talks to on the emulator.
+const SITE_ID: &str = "conformance-site";
+
+pub const HELP: &str = "\
+usage: cargo xtask conformance [options]
+
+Runs the conformance suite against memory, file, file with every instance a separate
+process, and the HTTP backend through an in-process emulator; prints the matrix and the
+memory backend's counterexample; writes text, JSON lines, JUnit and Markdown reports.
+Exits 0 exactly when memory fails every cross-instance property and passes every
+single-instance one, and every other backend passes everything.
+
+options:
+  --cases N           generated sequences per model-based case (default 48, or CONFORMANCE_CASES)
+  --seed S            the run's seed, to replay a failure (default: fresh, printed)
+  --filter TEXT       only cases whose name contains TEXT
+  --emulator-memory   the emulator keeps its stores in memory (default: a temporary directory)
+  --out DIR           where the reports go (default: target/conformance)
+";
+
+struct Args {
+    cases: Option<u32>,
+    seed: Option<u64>,
+    filter: Option<String>,
+    emulator_memory: bool,
+    out: Option<PathBuf>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Args>> {
+    let mut parsed = Args {
+        cases: None,
+        seed: None,
+        filter: None,
+        emulator_memory: false,
+        out: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--cases" => {
+                let v = value("--cases")?;
+                parsed.cases = Some(v.parse().with_context(|| format!("bad --cases {v:?}"))?);
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                parsed.seed =
+                    Some(conformance::parse_seed(&v).with_context(|| format!("bad --seed {v:?}"))?);
+            }
+            "--filter" => parsed.filter = Some(value("--filter")?),
+            "--out" => parsed.out = Some(PathBuf::from(value("--out")?)),
+            "--emulator-memory" => parsed.emulator_memory = true,
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            other => {
+                eprint!("{HELP}");
+                bail!("unknown option {other:?}");
+            }
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// Runs the task.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let Some(args) = parse_args(args)? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+
+    // The library's defaults, which read CONFORMANCE_CASES, CONFORMANCE_SEED and
+    // CONFORMANCE_FILTER; the flags win over them.
+    let mut options = Options::default();
+    if let Some(cases) = args.cases {
+        options.cases = cases;
+    }
+    options.seed = Some(
+        args.seed
+            .or(options.seed)
+            .unwrap_or_else(conformance_runner::fresh_seed),
+    );
+    if args.filter.is_some() {
+        options.filter = args.filter.clone();
+    }
+    if let Some(filter) = &options.filter
+        && conformance_runner::selected_cases(Some(filter)).is_empty()
+    {
+        bail!("no case matches the filter {filter:?}");
+    }
+    let runner = build_runner()?;
+    eprintln!(
+        "==> conformance: {} generated sequences per model case, seed {}{}",
+        options.cases,
+        options.seed.unwrap_or_default(),
+        options
+            .filter
+            .as_deref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reports = runtime.block_on(run_backends(&runner, &options, args.emulator_memory))?;
+    drop(runtime);
+
+    println!("{}", conformance::markdown_matrix(&reports));
+    if let Some(memory) = reports.iter().find(|r| r.backend == "memory")
+        && let Some(text) = counterexample(memory)
+    {
+        println!("{text}");
+    }
+
+    let out = args
+        .out
+        .unwrap_or_else(|| root.join("target").join("conformance"));
+    write_reports(&out, &reports)?;
+    eprintln!("reports written to {}", out.display());
+
+    let deviations = deviations(&reports);
+    if !deviations.is_empty() {
+        eprintln!("\nthe outcome deviates from the expected one:");
+        for d in &deviations {
+            eprintln!("  - {d}");
+        }
+        eprintln!(
+            "replay: cargo xtask conformance --seed {} --filter <case>  (details in {})",
+            options.seed.unwrap_or_default(),
+            out.display()
+        );
+        bail!(
+            "conformance: {} deviation(s) from the expected outcome",
+            deviations.len()
+        );
+    }
+    let cross = reports[0]
+        .cases
+        .iter()
+        .filter(|c| c.scope == Scope::CrossInstance)
+        .count();
+    let single = reports[0].cases.len() - cross;
+    eprintln!(
+        "conformance: as expected, in {:.0?}: memory fails every cross-instance property ({cross}) \
+         and passes every single-instance one ({single}); {} pass all {}",
+        started.elapsed(),
+        reports[1..]
+            .iter()
+            .map(|r| r.backend.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reports[0].cases.len()
+    );
+    Ok(())
+}
+
+/// Builds `blobs-conformance` (the instance program of the separate-process backend) and
+/// returns its path, as cargo reports it.
+fn build_runner() -> Result<PathBuf> {
+    eprintln!("==> cargo build -p conformance-runner");
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "conformance-runner",
+        "--bin",
+        "blobs-conformance",
+        "--message-format=json-render-diagnostics",
+    ])
+    .stdout(Stdio::piped());
+    let output = cmd.output().context("cannot start cargo build")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build -p conformance-runner failed ({})",
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "blobs-conformance"
+            && let Some(path) = message["executable"].as_str()
+        {
+            return Ok(PathBuf::from(path));
+        }
+    }
+    bail!("cargo build did not report the blobs-conformance executable")
+}
+
+/// Runs the suite against each backend in turn, with the emulator serving in this process.
+async fn run_backends(
+    runner: &Path,
+    options: &Options,
+    emulator_memory: bool,
+) -> Result<Vec<Report>> {
+    let file_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let process_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let emulator_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+
+    let token = random_token()?;
+    let catalog = if emulator_memory {
+        Catalog::memory()
+    } else {
+        Catalog::file(emulator_dir.path().to_path_buf(), FileOptions::default())
+            .context("cannot create the emulator's catalog")?
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the emulator")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = emulator::Config::new(catalog, token.clone());
+    let server = tokio::spawn(emulator::serve(listener, config, async move {
+        let _ = stopped.await;
+    }));
+
+    let file_root = file_dir.path().to_path_buf();
+    let http_url = url.clone();
+    let http_token = token.clone();
+    let backends: Vec<(&str, String, SharedFactory)> = vec![
+        (
+            "memory",
+            "a new MemoryStore per instance".to_owned(),
+            Arc::new(|| async { Ok(Arc::new(MemoryStore::new()) as Arc<dyn BlobStore>) }),
+        ),
+        (
+            "file",
+            "a new FileStore on one temporary directory per instance".to_owned(),
+            Arc::new(move || {
+                let opened =
+                    FileStore::open(&file_root, DEFAULT_STORE_NAME, FileOptions::default());
+                std::future::ready(opened.map(|s| Arc::new(s) as Arc<dyn BlobStore>))
+            }),
+        ),
+        (
+            "file-processes",
+            "every instance a blobs-conformance process with its own FileStore".to_owned(),
+            Arc::new(process_factory(
+                runner,
+                &format!("file://{}", process_dir.path().display()),
+                DEFAULT_STORE_NAME,
+                None,
+                None,
+            )),
+        ),
+        (
+            "http-emulator",
+            format!(
+                "a new HttpStore client per instance, emulator at {url} ({} storage)",
+                if emulator_memory { "memory" } else { "file" }
+            ),
+            Arc::new(move || {
+                let opened = HttpConfig::edge(
+                    http_url.as_str(),
+                    SITE_ID,
+                    Token::new(http_token.as_str()),
+                    DEFAULT_STORE_NAME,
+                )
+                .and_then(HttpStore::new);
+                std::future::ready(opened.map(|s| Arc::new(s) as Arc<dyn BlobStore>))
+            }),
+        ),
+    ];
+
+    let mut reports = Vec::new();
+    for (name, what, factory) in backends {
+        eprintln!("==> {name}: {what}");
+        let report = run_with_progress(
+            factory,
+            Capabilities::default(),
+            options.clone().backend(name),
+            |p| eprintln!("{}", p.line()),
+        )
+        .await;
+        let (passed, failed, skipped) = report.counts();
+        eprintln!(
+            "    {name}: {passed} passed, {failed} failed, {skipped} skipped in {:.1} s",
+            report.millis as f64 / 1000.0
+        );
+        reports.push(report);
+    }
+
+    let _ = stop.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("the emulator stopped with an error: {e}"),
+        Err(e) => eprintln!("the emulator task failed: {e}"),
+    }
+    Ok(reports)
+}
+
+/// A fresh bearer token for this run's emulator. It is never printed.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The readable shrunk timeline of one cross-instance failure of `report`: the job model's
+/// if it failed, else the blob model's, else any cross-instance failure with a timeline.
+fn counterexample(report: &Report) -> Option<String> {
+    let preferred = [
+        "job_operations_match_the_model_across_instances",
+        "blob_operations_match_the_model_across_instances",
+    ];
+    let case = preferred
+        .iter()
+        .filter_map(|name| report.case(name))
+        .chain(
+            report
+                .cases
+                .iter()
+                .filter(|c| c.scope == Scope::CrossInstance),
+        )
+        .find(|c| matches!(&c.verdict, Verdict::Failed { timeline, .. } if !timeline.is_empty()))?;
+    let Verdict::Failed {
+        message,
+        timeline,
+        replay,
+    } = &case.verdict
+    else {
+        return None;
+    };
+    let mut text = format!(
+        "Counterexample on {} (instances share nothing), shrunk by proptest:\n\nFAILED {} ({}):\n",
+        report.backend,
+        case.name,
+        case.scope.as_str()
+    );
+    for line in message.lines() {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text.push_str("  timeline:\n");
+    for line in timeline {
+        text.push_str(&format!("    {line}\n"));
+    }
+    if let Some(replay) = replay {
+        text.push_str(&format!("  replay: {replay}\n"));
+    }
+    Some(text)
+}
+
+/// Everything that differs from the expected outcome, one sentence each.
+fn deviations(reports: &[Report]) -> Vec<String> {
+    let mut out = Vec::new();
+    for report in reports {
+        if report.cases.is_empty() {
+            out.push(format!("{}: no case ran", report.backend));
+        }
+        for case in &report.cases {
+            let what = match &case.verdict {
+                Verdict::Passed => "passed".to_owned(),
+                Verdict::Failed { message, .. } => {
+                    format!("failed: {}", message.lines().next().unwrap_or("no message"))
+                }
+                Verdict::Skipped { reason } => format!("was skipped: {reason}"),
+            };
+            let expected_failure = report.backend == "memory" && case.scope == Scope::CrossInstance;
+            if expected_failure && !case.failed() {
+                out.push(format!(
+                    "memory {what} on the cross-instance case {}: the suite has no teeth there",
+                    case.name
+                ));
+            } else if !expected_failure && !case.passed() {
+                out.push(format!(
+                    "{} {what} on the {} case {}",
+                    report.backend,
+                    case.scope.as_str(),
+                    case.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Writes `conformance.txt`, `conformance.jsonl`, `junit.xml` and `matrix.md` under `out`.
+fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let text: String = reports.iter().map(|r| r.to_text() + "\n").collect();
+    let json: String = reports.iter().map(Report::to_json_lines).collect();
+    let files = [
+        ("conformance.txt", text),
+        ("conformance.jsonl", json),
+        ("junit.xml", conformance::junit(reports)),
+        ("matrix.md", conformance::markdown_matrix(reports)),
+    ];
+    for (name, contents) in files {
+        let path = out.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conformance::CaseReport;
+
+    fn case(name: &str, scope: Scope, failed: bool) -> CaseReport {
+        CaseReport {
+            name: name.to_owned(),
+            area: "a".to_owned(),
+            scope,
+            verdict: if failed {
+                Verdict::Failed {
+                    message: "boom".to_owned(),
+                    timeline: vec!["instance 0: set".to_owned(), "instance 1: get".to_owned()],
+                    replay: Some("CONFORMANCE_SEED=1".to_owned()),
+                }
+            } else {
+                Verdict::Passed
+            },
+            millis: 0,
+        }
+    }
+
+    fn report(backend: &str, cases: Vec<CaseReport>) -> Report {
+        let mut r = Report::new(backend, 1);
+        r.cases = cases;
+        r
+    }
+
+    #[test]
+    fn the_expected_outcome_has_no_deviation() {
+        let reports = [
+            report(
+                "memory",
+                vec![
+                    case("a", Scope::SingleInstance, false),
+                    case("b", Scope::CrossInstance, true),
+                ],
+            ),
+            report(
+                "file",
+                vec![
+                    case("a", Scope::SingleInstance, false),
+                    case("b", Scope::CrossInstance, false),
+                ],
+            ),
+        ];
+        assert!(deviations(&reports).is_empty());
+        let text = counterexample(&reports[0]).unwrap();
+        assert!(text.contains("FAILED b") && text.contains("instance 1: get"));
+    }
+
+    #[test]
+    fn every_deviation_is_named() {
+        let reports = [
+            report(
+                "memory",
+                vec![
+                    case("a", Scope::SingleInstance, true),
+                    case("b", Scope::CrossInstance, false),
+                ],
+            ),
+            report("file", vec![case("b", Scope::CrossInstance, true)]),
+            report("http-emulator", vec![]),
+        ];
+        let d = deviations(&reports);
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert!(d.iter().any(|l| l.contains("no teeth") && l.contains(" b")));
+        assert!(d.iter().any(|l| l.starts_with("memory failed")));
+        assert!(d.iter().any(|l| l.starts_with("file failed")));
+        assert!(d.iter().any(|l| l.contains("no case ran")));
+        assert!(counterexample(&reports[0]).is_none());
+    }
+
+    #[test]
+    fn options_parse() {
+        let args: Vec<String> = [
+            "--cases",
+            "8",
+            "--seed",
+            "0x10",
+            "--filter",
+            "claim",
+            "--emulator-memory",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let parsed = parse_args(&args).unwrap().unwrap();
+        assert_eq!(parsed.cases, Some(8));
+        assert_eq!(parsed.seed, Some(16));
+        assert_eq!(parsed.filter.as_deref(), Some("claim"));
+        assert!(parsed.emulator_memory);
+        assert!(parse_args(&["--cases".to_string()]).is_err());
+        assert!(parse_args(&["--bogus".to_string()]).is_err());
+    }
+}
