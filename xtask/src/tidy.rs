@@ -12,7 +12,11 @@ pub fn run(root: &Path) -> Result<()> {
     let files = rust_files(root)?;
     for file in &files {
         let text = fs::read_to_string(file)?;
-        let rel = file.strip_prefix(root).unwrap_or(file).display().to_string();
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         check_module_doc(&rel, &text, &mut problems);
         check_no_machine_paths(&rel, &text, &mut problems);
     }
@@ -61,7 +65,9 @@ fn rust_files(root: &Path) -> Result<Vec<PathBuf>> {
 fn check_module_doc(rel: &str, text: &str, problems: &mut Vec<String>) {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     if !first.starts_with("//!") {
-        problems.push(format!("{rel}: must start with a `//!` line saying what it is for"));
+        problems.push(format!(
+            "{rel}: must start with a `//!` line saying what it is for"
+        ));
     }
 }
 
@@ -85,7 +91,9 @@ fn check_ci_runs_readme_command(root: &Path, problems: &mut Vec<String>) {
         problems.push(format!(".ci/run: does not run `{command}`"));
     }
     if !readme.contains(command) {
-        problems.push(format!("README.md: does not give the test command `{command}`"));
+        problems.push(format!(
+            "README.md: does not give the test command `{command}`"
+        ));
     }
 }
 
@@ -112,7 +120,10 @@ mod tests {
 
     #[test]
     fn the_repository_itself_is_tidy() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
         run(&root).unwrap();
     }
 }

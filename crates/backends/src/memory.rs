@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use store_api::list::{Flow, Paginator};
 use store_api::{
-    Blob, BlobInfo, BlobStore, Condition, Error, ErrorKind, Etag, ListEntry, ListOptions,
-    ListPage, Result, SetOptions, SetOutcome, Timestamp, validate_key, validate_metadata,
+    Blob, BlobInfo, BlobStore, Condition, Error, ErrorKind, Etag, ListEntry, ListOptions, ListPage,
+    Result, SetOptions, SetOutcome, Timestamp, validate_key, validate_metadata,
 };
 
 /// A process-local store. Clones share the same data (they are one instance); a store made
@@ -86,7 +86,9 @@ impl BlobStore for MemoryStore {
         let mut pager = Paginator::new(&options)?;
         let entries = self.entries.read().map_err(|_| Self::poisoned())?;
         let start = pager.start_key().to_owned();
-        for (key, blob) in entries.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded)) {
+        for (key, blob) in
+            entries.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded))
+        {
             let entry = ListEntry {
                 key: key.clone(),
                 etag: blob.info.etag.clone(),

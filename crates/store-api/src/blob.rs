@@ -79,7 +79,12 @@ impl Metadata {
     pub fn from_pairs<K: Into<String>, V: Into<Value>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Metadata(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Metadata(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     /// Wraps a JSON object.

@@ -121,7 +121,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::LeaseHeld
+            ErrorKind::Timeout
+                | ErrorKind::Unavailable
+                | ErrorKind::Conflict
+                | ErrorKind::LeaseHeld
         )
     }
 }

@@ -36,7 +36,9 @@ impl JobId {
         for i in (0..10).rev() {
             s.push(BASE32[((t >> (i * 5)) & 31) as usize] as char);
         }
-        let r = random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+        let r = random
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
         for i in (0..16).rev() {
             s.push(BASE32[((r >> (i * 5)) & 31) as usize] as char);
         }
@@ -344,7 +346,10 @@ mod tests {
             }
         }
         for s in JobStatus::ALL {
-            assert_eq!(s.is_terminal(), !JobStatus::ALL.iter().any(|t| s.can_become(*t)));
+            assert_eq!(
+                s.is_terminal(),
+                !JobStatus::ALL.iter().any(|t| s.can_become(*t))
+            );
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
         }
     }
@@ -367,7 +372,9 @@ mod tests {
             expires_at: None,
         };
         let before = job.clone();
-        let err = job.transition(Running, Timestamp::from_millis(9)).unwrap_err();
+        let err = job
+            .transition(Running, Timestamp::from_millis(9))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::IllegalTransition);
         assert_eq!(job, before);
     }

@@ -191,7 +191,10 @@ impl<S: BlobStore + ?Sized> BlobJobStore<S> {
             Some(lease) if lease.owner == owner => Ok(()),
             Some(lease) => Err(Error::new(
                 ErrorKind::LeaseHeld,
-                format!("job {} is leased to {:?}, not {owner:?}", job.id, lease.owner),
+                format!(
+                    "job {} is leased to {:?}, not {owner:?}",
+                    job.id, lease.owner
+                ),
             )),
             None => Err(Error::new(
                 ErrorKind::LeaseHeld,
@@ -248,7 +251,9 @@ impl<S: BlobStore + ?Sized> JobStore for BlobJobStore<S> {
                     .set(
                         &Self::key(&id),
                         body.clone(),
-                        options.clone().condition(Condition::IfMatch(blob.info.etag)),
+                        options
+                            .clone()
+                            .condition(Condition::IfMatch(blob.info.etag)),
                     )
                     .await?;
                 if replaced.is_written() {
@@ -288,7 +293,11 @@ impl<S: BlobStore + ?Sized> JobStore for BlobJobStore<S> {
             let (body, options) = Self::encode(&job)?;
             match self
                 .blobs
-                .set(&Self::key(id), body, options.condition(Condition::IfMatch(etag)))
+                .set(
+                    &Self::key(id),
+                    body,
+                    options.condition(Condition::IfMatch(etag)),
+                )
                 .await?
             {
                 SetOutcome::Written { .. } => return Ok(job),

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn prefix_is_exact() {
-        let (blobs, _, _) = walk(&["d", "dir/a", "dir/b", "dx"], ListOptions::new().prefix("dir/"));
+        let (blobs, _, _) = walk(
+            &["d", "dir/a", "dir/b", "dx"],
+            ListOptions::new().prefix("dir/"),
+        );
         assert_eq!(blobs, ["dir/a", "dir/b"]);
     }
 

@@ -1,7 +1,7 @@
 //! Input validation in one place: keys, store names and metadata, with the protocol's limits.
 
-use crate::error::{Error, Result};
 use crate::blob::Metadata;
+use crate::error::{Error, Result};
 
 /// The longest key accepted, in UTF-8 bytes (the official client's limit).
 pub const MAX_KEY_BYTES: usize = 600;
@@ -72,7 +72,11 @@ mod tests {
         assert!(validate_key("%2fx").is_ok());
         assert!(validate_key(&"k".repeat(600)).is_ok());
         for bad in ["", "/a", "%2Fa"] {
-            assert_eq!(validate_key(bad).unwrap_err().kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert_eq!(
+                validate_key(bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{bad:?}"
+            );
         }
         assert_eq!(
             validate_key(&"k".repeat(601)).unwrap_err().kind(),

@@ -107,7 +107,11 @@ const LEASE: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn happy_path_pending_running_succeeded() {
     let f = fixture();
-    let job = f.jobs.create(NewJob::new("extract", json!({"pdf": "a.pdf"}))).await.unwrap();
+    let job = f
+        .jobs
+        .create(NewJob::new("extract", json!({"pdf": "a.pdf"})))
+        .await
+        .unwrap();
     assert_eq!(job.status, JobStatus::Pending);
     assert_eq!(f.jobs.get(&job.id).await.unwrap().unwrap(), job);
 
@@ -116,10 +120,18 @@ async fn happy_path_pending_running_succeeded() {
     assert_eq!(running.attempts, 1);
     assert_eq!(running.lease.as_ref().unwrap().owner, "worker-b");
 
-    let p = f.jobs.progress(&job.id, "worker-b", 40, Some("page 2".into())).await.unwrap();
+    let p = f
+        .jobs
+        .progress(&job.id, "worker-b", 40, Some("page 2".into()))
+        .await
+        .unwrap();
     assert_eq!(p.progress.unwrap().percent, 40);
 
-    let done = f.jobs.succeed(&job.id, "worker-b", json!({"rubric": [1, 2]})).await.unwrap();
+    let done = f
+        .jobs
+        .succeed(&job.id, "worker-b", json!({"rubric": [1, 2]}))
+        .await
+        .unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.result, Some(json!({"rubric": [1, 2]})));
     assert!(done.lease.is_none());
@@ -131,16 +143,26 @@ async fn failure_and_cancellation_paths() {
     let f = fixture();
     let a = f.jobs.create(NewJob::new("k", json!(1))).await.unwrap();
     f.jobs.claim(&a.id, "w", LEASE).await.unwrap();
-    let failed = f.jobs.fail(&a.id, "w", "model timed out".into()).await.unwrap();
+    let failed = f
+        .jobs
+        .fail(&a.id, "w", "model timed out".into())
+        .await
+        .unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("model timed out"));
 
     let b = f.jobs.create(NewJob::new("k", json!(2))).await.unwrap();
-    assert_eq!(f.jobs.cancel(&b.id).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(
+        f.jobs.cancel(&b.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
 
     let c = f.jobs.create(NewJob::new("k", json!(3))).await.unwrap();
     f.jobs.claim(&c.id, "w", LEASE).await.unwrap();
-    assert_eq!(f.jobs.cancel(&c.id).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(
+        f.jobs.cancel(&c.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -152,10 +174,22 @@ async fn terminal_states_reject_every_transition() {
 
     let kinds = [
         f.jobs.claim(&job.id, "w2", LEASE).await.unwrap_err().kind(),
-        f.jobs.succeed(&job.id, "w", json!(0)).await.unwrap_err().kind(),
-        f.jobs.fail(&job.id, "w", "x".into()).await.unwrap_err().kind(),
+        f.jobs
+            .succeed(&job.id, "w", json!(0))
+            .await
+            .unwrap_err()
+            .kind(),
+        f.jobs
+            .fail(&job.id, "w", "x".into())
+            .await
+            .unwrap_err()
+            .kind(),
         f.jobs.cancel(&job.id).await.unwrap_err().kind(),
-        f.jobs.progress(&job.id, "w", 1, None).await.unwrap_err().kind(),
+        f.jobs
+            .progress(&job.id, "w", 1, None)
+            .await
+            .unwrap_err()
+            .kind(),
     ];
     for kind in kinds {
         assert_eq!(kind, ErrorKind::IllegalTransition);
@@ -184,7 +218,11 @@ async fn live_lease_excludes_other_claimants_and_owners() {
         ErrorKind::LeaseHeld
     );
     assert_eq!(
-        f.jobs.succeed(&job.id, "b", json!(1)).await.unwrap_err().kind(),
+        f.jobs
+            .succeed(&job.id, "b", json!(1))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::LeaseHeld
     );
 }
@@ -200,7 +238,11 @@ async fn expired_lease_can_be_reclaimed_and_counts_an_attempt() {
     assert_eq!(again.lease.unwrap().owner, "b");
     // The old owner has lost the job.
     assert_eq!(
-        f.jobs.succeed(&job.id, "a", json!(1)).await.unwrap_err().kind(),
+        f.jobs
+            .succeed(&job.id, "a", json!(1))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::LeaseHeld
     );
     f.jobs.succeed(&job.id, "b", json!(1)).await.unwrap();
@@ -228,16 +270,27 @@ async fn update_gives_up_after_bounded_retries() {
     assert!(err.is_retryable());
     // max_cas_retries = 5 means one try plus five retries.
     assert_eq!(f.store.conditional_writes.load(Ordering::SeqCst), 6);
-    assert_eq!(f.jobs.get(&job.id).await.unwrap().unwrap().status, JobStatus::Pending);
+    assert_eq!(
+        f.jobs.get(&job.id).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
 }
 
 #[tokio::test]
 async fn caller_chosen_id_makes_create_idempotent() {
     let f = fixture();
     let id = JobId::new("order-42").unwrap();
-    let first = f.jobs.create(NewJob::new("k", json!(1)).id(id.clone())).await.unwrap();
+    let first = f
+        .jobs
+        .create(NewJob::new("k", json!(1)).id(id.clone()))
+        .await
+        .unwrap();
     f.jobs.claim(&id, "w", LEASE).await.unwrap();
-    let second = f.jobs.create(NewJob::new("k", json!(2)).id(id.clone())).await.unwrap();
+    let second = f
+        .jobs
+        .create(NewJob::new("k", json!(2)).id(id.clone()))
+        .await
+        .unwrap();
     assert_eq!(second.id, first.id);
     assert_eq!(second.input, json!(1));
     assert_eq!(second.status, JobStatus::Running);
@@ -250,7 +303,10 @@ async fn missing_jobs_are_not_found() {
     let f = fixture();
     let id = JobId::new("nope").unwrap();
     assert!(f.jobs.get(&id).await.unwrap().is_none());
-    assert_eq!(f.jobs.claim(&id, "w", LEASE).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        f.jobs.claim(&id, "w", LEASE).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert!(!f.jobs.delete(&id).await.unwrap());
 }
 
@@ -281,7 +337,13 @@ async fn ttl_hides_then_purge_deletes() {
     assert!(f.jobs.get(&short.id).await.unwrap().is_none());
     assert!(f.jobs.get(&forever.id).await.unwrap().is_some());
     assert_eq!(f.jobs.purge_expired().await.unwrap(), 1);
-    assert!(f.store.get(&format!("jobs/{}", short.id)).await.unwrap().is_none());
+    assert!(
+        f.store
+            .get(&format!("jobs/{}", short.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(f.jobs.purge_expired().await.unwrap(), 0);
 }
 
