@@ -806,7 +806,7 @@ fn tokio_stream_from(
 }
 
 #[tokio::test]
-async fn client_helpers_talk_to_the_server() {
+async fn the_client_module_talks_to_the_server() {
     let server = TestServer::memory().await;
     let client = emulator::client::Client::new(&server.base, TOKEN, "site-1");
     let meta = Metadata::from_pairs([("a", 1)]);

@@ -1,4 +1,5 @@
 //! Lifecycle and compare-and-swap tests of the generic job layer, over a small in-test store.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
