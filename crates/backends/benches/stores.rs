@@ -1,14 +1,17 @@
-//! Store benchmarks: set, get, compare-and-swap and a 1,000-key listing on the memory store and
-//! the file store (durable and without fsync), plus the disk's own limit measured in the same
-//! run: a raw loop of temporary file, write, fsync, rename, fsync directory.
+//! Store benchmarks: set, get, compare-and-swap, a 1,000-key listing and a whole listing of
+//! 10,000 keys on the memory store and the file store (durable and without fsync), plus the
+//! disk's own limit measured in the same run: a raw loop of temporary file, write, fsync,
+//! rename, fsync directory.
 //!
-//! Run with `cargo bench -p backends --bench stores`. Medians are in
+//! Run with `cargo bench -p backends --bench stores` (or all benchmarks with
+//! `cargo xtask bench`). Medians are in
 //! `target/criterion/<group>/<bench>/new/estimates.json`.
 //!
 //! A disk's fsync latency drifts a lot from second to second on shared machines, so comparing
 //! two benchmarks run one after the other says little. After the criterion benchmarks, a
 //! paired run therefore alternates the raw loop and a durable `FileStore::set` op by op and
-//! prints both medians and their ratio.
+//! prints both medians and their ratio (and writes them as JSON to the file named by
+//! `BENCH_PAIRED_OUT`, when set).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -18,11 +21,13 @@ use std::time::{Duration, Instant};
 
 use backends::{FileOptions, FileStore, MemoryStore};
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group};
+use criterion::{Criterion, SamplingMode, criterion_group};
 use store_api::{BlobStore, ListOptions, SetOptions};
 
 const VALUE_BYTES: usize = 1024;
 const LIST_KEYS: usize = 1000;
+/// Keys of the store listed whole, page by page at the default page size.
+const LIST_KEYS_LARGE: usize = 10_000;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -40,11 +45,27 @@ fn ok<T>(result: store_api::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("store operation failed: {e}"))
 }
 
-/// One backend under test: a store for point operations and one holding [`LIST_KEYS`] keys.
+/// One backend under test: a store for point operations, one holding [`LIST_KEYS`] keys and
+/// one holding [`LIST_KEYS_LARGE`] keys.
 struct Subject {
     name: &'static str,
     store: Arc<dyn BlobStore>,
     listed: Arc<dyn BlobStore>,
+    listed_large: Arc<dyn BlobStore>,
+}
+
+/// Lists `store` to the end, following cursors at the default page size; returns the count.
+async fn list_all(store: &dyn BlobStore) -> usize {
+    let mut count = 0;
+    let mut cursor = None;
+    loop {
+        let page = ok(store.list(ListOptions::new().cursor(cursor)).await);
+        count += page.blobs.len();
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return count;
+        }
+    }
 }
 
 fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, subject: &Subject) {
@@ -80,12 +101,18 @@ fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, subject: &Subjec
     });
 
     let listed = subject.listed.clone();
-    group.sample_size(10);
+    // Listings take milliseconds: flat sampling keeps their run within the measurement time.
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
     group.bench_function("list_1000", |b| {
         b.to_async(rt).iter(|| async {
             let page = ok(listed.list(ListOptions::new().page_size(LIST_KEYS)).await);
             assert_eq!(page.blobs.len(), LIST_KEYS);
         });
+    });
+    let listed_large = subject.listed_large.clone();
+    group.bench_function("list_10000", |b| {
+        b.to_async(rt)
+            .iter(|| async { assert_eq!(list_all(listed_large.as_ref()).await, LIST_KEYS_LARGE) });
     });
     group.finish();
 }
@@ -119,11 +146,18 @@ fn stores(c: &mut Criterion) {
     // The listed stores are filled once, quickly; listing does not depend on fsync.
     let memory_listed: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let file_listed = open("listed", nosync);
+    let memory_listed_large: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    let file_listed_large = open("listed-large", nosync);
     rt.block_on(async {
         for i in 0..LIST_KEYS {
             let key = format!("item/{i:05}");
             ok(memory_listed.set(&key, value(), SetOptions::new()).await);
             ok(file_listed.set(&key, value(), SetOptions::new()).await);
+        }
+        for i in 0..LIST_KEYS_LARGE {
+            let key = format!("item/{i:05}");
+            ok(memory_listed_large.set(&key, value(), SetOptions::new()).await);
+            ok(file_listed_large.set(&key, value(), SetOptions::new()).await);
         }
     });
 
@@ -132,16 +166,19 @@ fn stores(c: &mut Criterion) {
             name: "file_durable",
             store: open("durable", durable),
             listed: open("listed", durable),
+            listed_large: open("listed-large", durable),
         },
         Subject {
             name: "file_nosync",
             store: open("nosync", nosync),
             listed: file_listed,
+            listed_large: file_listed_large,
         },
         Subject {
             name: "memory",
             store: Arc::new(MemoryStore::new()),
             listed: memory_listed,
+            listed_large: memory_listed_large,
         },
     ];
     // The raw loop runs just before the durable store, the nearest in time it can be.
@@ -210,11 +247,20 @@ fn paired_set_versus_raw() {
     raw.sort_unstable();
     set.sort_unstable();
     let (raw_median, set_median) = (raw[PAIRS / 2], set[PAIRS / 2]);
+    let ratio = raw_median.as_secs_f64() / set_median.as_secs_f64();
     println!(
         "paired durable 1 KiB write, {PAIRS} pairs: raw loop median {raw_median:?}, \
-         FileStore::set median {set_median:?}, set/raw throughput ratio {:.2}",
-        raw_median.as_secs_f64() / set_median.as_secs_f64()
+         FileStore::set median {set_median:?}, set/raw throughput ratio {ratio:.2}"
     );
+    if let Some(path) = std::env::var_os("BENCH_PAIRED_OUT") {
+        let json = serde_json::json!({
+            "pairs": PAIRS,
+            "raw_median_ns": raw_median.as_nanos() as u64,
+            "set_median_ns": set_median.as_nanos() as u64,
+            "set_over_raw_throughput": ratio,
+        });
+        fs::write(&path, json.to_string()).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+    }
 }
 
 criterion_group! {

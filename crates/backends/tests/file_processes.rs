@@ -243,16 +243,23 @@ fn acknowledged_writes_survive_sigkill() {
     let go = dir.path().join("unused");
     let mut child = spawn("crash-writer", dir.path(), &go, "p0");
     let stdout = child.stdout.take().unwrap();
-    let mut acked = Vec::new();
+    // Read the child's output on a thread for its whole life: closing the pipe early would
+    // make the child's next write fail and end it before the kill.
+    let acks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let acks = Arc::clone(&acks);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = marked(&line).and_then(|l| l.strip_prefix("ack ")) {
+                    acks.lock().unwrap().push(i.parse::<usize>().unwrap());
+                }
+            }
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(i) = marked(&line).and_then(|l| l.strip_prefix("ack ")) {
-            acked.push(i.parse::<usize>().unwrap());
-        }
-        if acked.len() >= 25 || Instant::now() > deadline {
-            break;
-        }
+    while acks.lock().unwrap().len() < 25 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
     // Kill the writer the moment a write is in flight (its temporary file exists), so that
     // the kill lands in the middle of a write rather than between two.
@@ -265,8 +272,12 @@ fn acknowledged_writes_survive_sigkill() {
     }
     // `Child::kill` is SIGKILL on Unix: no destructor, no flush, no cleanup runs.
     child.kill().unwrap();
-    assert!(in_flight, "never saw a write in flight");
     let status = child.wait().unwrap();
+    reader.join().unwrap();
+    // Every ack the child printed before it died counts: it printed each only after `set`
+    // returned.
+    let acked = acks.lock().unwrap().clone();
+    assert!(in_flight, "never saw a write in flight");
     assert!(
         !status.success(),
         "the writer finished before it was killed"
