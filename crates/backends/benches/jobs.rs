@@ -55,7 +55,12 @@ fn check(job: &Job, status: JobStatus) {
 }
 
 /// The four job benchmarks on one store, as group `name`.
-fn bench_jobs(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, blobs: Arc<dyn BlobStore>) {
+fn bench_jobs(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    blobs: Arc<dyn BlobStore>,
+) {
     let jobs = Arc::new(BlobJobStore::new(blobs));
     let mut group = c.benchmark_group(name);
 

@@ -156,8 +156,12 @@ fn stores(c: &mut Criterion) {
         }
         for i in 0..LIST_KEYS_LARGE {
             let key = format!("item/{i:05}");
-            ok(memory_listed_large.set(&key, value(), SetOptions::new()).await);
-            ok(file_listed_large.set(&key, value(), SetOptions::new()).await);
+            ok(memory_listed_large
+                .set(&key, value(), SetOptions::new())
+                .await);
+            ok(file_listed_large
+                .set(&key, value(), SetOptions::new())
+                .await);
         }
     });
 

@@ -7,21 +7,28 @@
 //! | `file://PATH` | the [`FileStore`] named `store_name` under directory `PATH` |
 //! | `netlify://` or an empty spec | an [`HttpStore`] configured by `NETLIFY_BLOBS_CONTEXT` |
 //! | `http://HOST:PORT[/PATH]` | an [`HttpStore`] for a server such as the emulator |
+//! | `https://HOST[:PORT][/PATH]` | the same over TLS (the `tls` feature, on by default) |
 //!
-//! Netlify and `http://` specs take query parameters:
+//! Netlify and `http(s)://` specs take query parameters:
 //!
 //! * `consistency=strong|eventual` (default `strong`: every read sees the latest write,
 //!   which compare-and-swap loops such as the job store need);
 //! * `region=R` (one of [`REGIONS`](crate::http::REGIONS));
 //! * `deploy` or `deploy=ID`: open a deploy store (named `store_name` unless it is empty)
 //!   instead of a site store, for the configured or the given deploy;
-//! * for `http://` only: `site=ID` (the site ID; default `NETLIFY_BLOBS_SITE_ID`, then
+//! * for `http(s)://` only: `site=ID` (the site ID; default `NETLIFY_BLOBS_SITE_ID`, then
 //!   [`DEFAULT_SITE_ID`]) and `mode=edge|api` (default `edge`).
 //!
 //! The token of an `http://` spec comes from [`OpenOptions::token`] or the
 //! `NETLIFY_BLOBS_TOKEN` environment variable, **never from the spec**: a spec holding a
 //! `token` parameter or a password is refused, and error messages never repeat the spec's
 //! query.
+//!
+//! `https://` endpoints (a `https://` spec, or the URLs of `NETLIFY_BLOBS_CONTEXT`, as on
+//! Netlify itself) are checked against the built-in webpki root certificates and, if
+//! [`OpenOptions::extra_root_pem`] or the `NETLIFY_BLOBS_CA_FILE` environment variable
+//! ([`CA_FILE_ENV`]) names a PEM file, its certificates too. Without the `tls` feature they
+//! fail with [`ErrorKind::InvalidInput`](store_api::ErrorKind::InvalidInput).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,7 +39,8 @@ use store_api::{BlobStore, Error, Result, validate_store_name};
 
 use crate::file::{FileOptions, FileStore};
 use crate::http::{
-    BlobsContext, CONTEXT_ENV, ClientOptions, Consistency, HttpStore, RetryPolicy, StoreKind, Token,
+    BlobsContext, CA_FILE_ENV, CONTEXT_ENV, ClientOptions, Consistency, HttpStore, RetryPolicy,
+    StoreKind, Token,
 };
 use crate::memory::MemoryStore;
 
@@ -104,6 +112,21 @@ pub struct OpenOptions {
     pub env: Env,
     /// Settings of file stores.
     pub file: FileOptions,
+    /// A PEM file of extra root certificates trusted by HTTP stores for `https://`;
+    /// `NETLIFY_BLOBS_CA_FILE` ([`CA_FILE_ENV`]) when `None`.
+    pub extra_root_pem: Option<PathBuf>,
+}
+
+impl OpenOptions {
+    /// The extra root certificate file: the option, else a non-empty [`CA_FILE_ENV`].
+    fn ca_file(&self) -> Option<PathBuf> {
+        self.extra_root_pem.clone().or_else(|| {
+            self.env
+                .var(CA_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
 }
 
 /// A parsed store spec (see the [module docs](self)).
@@ -115,7 +138,7 @@ pub enum StoreSpec {
     File(PathBuf),
     /// `netlify://` or empty: the environment context.
     Netlify(Params),
-    /// `http://…`: a server at this base URL.
+    /// `http://…` or `https://…`: a server at this base URL.
     Http {
         /// The URL without its query.
         url: String,
@@ -237,6 +260,7 @@ impl StoreSpec {
                     region: params.region.clone(),
                     consistency: params.consistency.unwrap_or(Consistency::Strong),
                     retry: options.retry.clone(),
+                    extra_root_pem: options.ca_file(),
                     ..ClientOptions::default()
                 };
                 let kind = kind_of(store_name, params);
@@ -261,6 +285,7 @@ impl StoreSpec {
                     region: params.region.clone(),
                     consistency: params.consistency.unwrap_or(Consistency::Strong),
                     retry: options.retry.clone(),
+                    extra_root_pem: options.ca_file(),
                     ..ClientOptions::default()
                 };
                 if params.api_mode {
@@ -473,6 +498,52 @@ mod tests {
         assert!(!text.contains("ctx-secret"));
         let deploy = open_store_with("netlify://?deploy", "x", &options).unwrap();
         assert!(format!("{deploy:?}").contains("deploy:d1:x"));
+    }
+
+    #[test]
+    fn https_specs_open_only_with_tls() {
+        let result = open_store_with("https://127.0.0.1:1", "s", &env(&[(TOKEN_ENV, "t")]));
+        if cfg!(feature = "tls") {
+            assert!(result.is_ok());
+        } else {
+            assert_eq!(
+                result.err().map(|e| e.kind()),
+                Some(ErrorKind::InvalidInput)
+            );
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_ca_file_comes_from_options_or_env_and_must_be_readable() {
+        let missing = std::env::temp_dir().join("no-such-dir-for-ca/ca.pem");
+        let missing = missing.to_str().unwrap();
+        let err = open_store_with(
+            "https://127.0.0.1:1",
+            "s",
+            &env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, missing)]),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        // The option wins over the environment.
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        let options = OpenOptions {
+            extra_root_pem: Some(empty),
+            ..env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, missing)])
+        };
+        let err = open_store_with("https://127.0.0.1:1", "s", &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // An empty variable is no file.
+        assert!(
+            open_store_with(
+                "https://127.0.0.1:1",
+                "s",
+                &env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, "")])
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use hyper::body::Body;
 use serde::Serialize;
 use store_api::{
     BlobInfo, BlobStore, Condition, Error, Etag, ListOptions, Metadata, SetOptions, SetOutcome,
-    validate_metadata,
+    Timestamp, validate_metadata,
 };
 
 use crate::auth::{Auth, Denied, unix_now};
@@ -389,7 +389,7 @@ async fn head(store: &dyn BlobStore, key: &str, headers: &HeaderMap) -> Outcome 
     Ok(response)
 }
 
-/// A response carrying the ETag and metadata of a blob.
+/// A response carrying the ETag, metadata and modification time of a blob.
 fn info_response(
     status: StatusCode,
     info: &BlobInfo,
@@ -403,7 +403,34 @@ fn info_response(
         headers.insert(METADATA_HEADER, value.clone());
         headers.insert(API_METADATA_HEADER, value);
     }
+    if let Some(value) = http_date(info.last_modified).and_then(|d| HeaderValue::from_str(&d).ok())
+    {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
     response
+}
+
+/// `t` as an IMF-fixdate (RFC 9110 §5.6.7), such as `Sun, 06 Nov 1994 08:49:37 GMT`: the
+/// form HTTP requires for `last-modified`. Milliseconds are dropped. `None` for a time that
+/// has no four-digit year.
+pub(crate) fn http_date(t: Timestamp) -> Option<String> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC.
+    let rfc = t.to_rfc3339();
+    let (date, time) = rfc.split_once('T')?;
+    let mut parts = date.splitn(3, '-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if year.len() != 4 {
+        return None;
+    }
+    let month = MONTHS.get(month.parse::<usize>().ok()?.checked_sub(1)?)?;
+    let hms = time.get(..8)?;
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[((t.as_millis() / 86_400_000) % 7) as usize];
+    Some(format!("{weekday}, {day} {month} {year} {hms} GMT"))
 }
 
 fn insert_etag(headers: &mut HeaderMap, etag: &Etag) {
@@ -553,4 +580,35 @@ struct StoresBody {
 struct DeleteStoreBody {
     blobs_deleted: u64,
     has_more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc: &str) -> Option<String> {
+        Timestamp::parse_rfc3339(rfc).ok().and_then(http_date)
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(
+            at("1994-11-06T08:49:37.999Z").as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(
+            http_date(Timestamp::from_millis(0)).as_deref(),
+            Some("Thu, 01 Jan 1970 00:00:00 GMT")
+        );
+        assert_eq!(
+            at("2000-02-29T23:59:59Z").as_deref(),
+            Some("Tue, 29 Feb 2000 23:59:59 GMT")
+        );
+        assert_eq!(
+            at("2026-11-28T11:04:55.787Z").as_deref(),
+            Some("Sat, 28 Nov 2026 11:04:55 GMT")
+        );
+        // Past year 9999 there is no IMF-fixdate.
+        assert_eq!(at("10000-01-01T00:00:00Z"), None);
+    }
 }

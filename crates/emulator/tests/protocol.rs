@@ -832,3 +832,77 @@ async fn the_client_module_talks_to_the_server() {
     assert_eq!(err.kind(), store_api::ErrorKind::Unauthorized);
     server.stop().await.unwrap();
 }
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), parsed strictly.
+fn parse_imf_fixdate(text: &str) -> Option<store_api::Timestamp> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if text.len() != 29 {
+        return None;
+    }
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let weekday = weekday.strip_suffix(',')?;
+    if !DAYS.contains(&weekday) || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| m == month)? + 1;
+    store_api::Timestamp::parse_rfc3339(&format!("{year}-{month:02}-{day}T{time}Z")).ok()
+}
+
+#[tokio::test]
+async fn reads_carry_last_modified_as_an_http_date() {
+    for (engine, server) in servers().await {
+        let path = "/site-lm/site:dates/k";
+        assert_eq!(server.put(path, "v").await.status, 200, "{engine}");
+        let listing = server.get("/site-lm/site:dates").await.json();
+        let listed = store_api::Timestamp::parse_rfc3339(
+            listing["blobs"][0]["last_modified"].as_str().unwrap(),
+        )
+        .unwrap();
+        let get = server.get(path).await;
+        let head = server.authed("HEAD", path, &[], Bytes::new()).await;
+        let etag = get.etag();
+        let not_modified = server
+            .authed("GET", path, &[("if-none-match", &etag)], Bytes::new())
+            .await;
+        assert_eq!(not_modified.status, 304);
+        for (what, reply) in [("GET", &get), ("HEAD", &head), ("304", &not_modified)] {
+            let value = reply
+                .header("last-modified")
+                .unwrap_or_else(|| panic!("{engine} {what}: no last-modified"));
+            let parsed = parse_imf_fixdate(value)
+                .unwrap_or_else(|| panic!("{engine} {what}: {value:?} is not an IMF-fixdate"));
+            // The header has whole seconds; the listing has milliseconds.
+            let (header_ms, listed_ms) = (parsed.as_millis(), listed.as_millis());
+            assert!(
+                header_ms <= listed_ms && listed_ms - header_ms < 1000,
+                "{engine} {what}: {value} vs {listed:?}"
+            );
+        }
+        // The wire client reads the same time back (to the second) on get and get-metadata.
+        let config = backends::http::HttpConfig::edge(
+            server.base.clone(),
+            "site-lm",
+            backends::http::Token::new(TOKEN),
+            "dates",
+        )
+        .unwrap();
+        let store = backends::http::HttpStore::new(config).unwrap();
+        use store_api::BlobStore as _;
+        let blob = store.get("k").await.unwrap().unwrap();
+        let info = store.get_metadata("k").await.unwrap().unwrap();
+        for read in [blob.info.last_modified, info.last_modified] {
+            assert!(
+                read.as_millis() <= listed.as_millis()
+                    && listed.as_millis() - read.as_millis() < 1000,
+                "{engine}: {read:?} vs {listed:?}"
+            );
+        }
+        server.stop().await.unwrap();
+    }
+}

@@ -2,6 +2,7 @@
 //! options, the official client's precedence rules between them, and store kinds.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -12,6 +13,12 @@ use super::retry::RetryPolicy;
 
 /// The environment variable the official client reads its context from.
 pub const CONTEXT_ENV: &str = "NETLIFY_BLOBS_CONTEXT";
+
+/// The environment variable naming a PEM file of extra root certificates to trust for
+/// `https://` endpoints, on top of the built-in webpki roots (for a server with a private or
+/// self-signed certificate). Read by [`HttpStore::from_env`](super::HttpStore::from_env) and
+/// by `open_store`; see [`ClientOptions::extra_root_pem`].
+pub const CA_FILE_ENV: &str = "NETLIFY_BLOBS_CA_FILE";
 
 /// The API base URL used when neither an edge URL nor an API URL is configured.
 pub const DEFAULT_API_URL: &str = "https://api.netlify.com";
@@ -223,6 +230,10 @@ pub struct ClientOptions {
     pub consistency: Consistency,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// A PEM file of extra root certificates trusted for `https://`, besides the built-in
+    /// webpki roots (not an option of the official client; see [`CA_FILE_ENV`]). Needs the
+    /// `tls` feature; without it the file is not read.
+    pub extra_root_pem: Option<PathBuf>,
 }
 
 /// The base URL of one mode.
@@ -260,6 +271,9 @@ pub struct HttpConfig {
     pub consistency: Consistency,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// A PEM file of extra root certificates trusted for `https://` (see
+    /// [`ClientOptions::extra_root_pem`]).
+    pub extra_root_pem: Option<PathBuf>,
 }
 
 impl HttpConfig {
@@ -284,6 +298,7 @@ impl HttpConfig {
             region: None,
             consistency: Consistency::Strong,
             retry: RetryPolicy::default(),
+            extra_root_pem: None,
         })
     }
 
@@ -380,6 +395,7 @@ impl HttpConfig {
             region,
             consistency: options.consistency,
             retry: options.retry.clone(),
+            extra_root_pem: options.extra_root_pem.clone(),
         })
     }
 }

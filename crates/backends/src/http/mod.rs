@@ -85,18 +85,36 @@
 //! [`StatusError`] (status and the start of the body) as its source. The token never
 //! appears in a URL, a log line, an error message or a `Debug` output.
 //!
+//! # HTTPS
+//!
+//! With the `tls` feature (on by default) the client speaks `http://` and `https://` alike,
+//! through rustls with the `ring` provider, HTTP/1.1 only. Server certificates are checked
+//! against the webpki root certificates compiled into the binary, so no system certificate
+//! store is needed, plus the extra roots of a PEM file named by
+//! [`ClientOptions::extra_root_pem`] / [`HttpConfig::extra_root_pem`] (the environment
+//! variable [`CA_FILE_ENV`], `NETLIFY_BLOBS_CA_FILE`, for [`HttpStore::from_env`] and
+//! `open_store`), for a server with a private or self-signed certificate. A file that
+//! cannot be read fails opening with [`ErrorKind::Io`], one without a certificate with
+//! [`ErrorKind::InvalidInput`]. Signed URLs may be `https://` too.
+//!
+//! A handshake that no retry can fix (a certificate that is not trusted or not valid for
+//! the host, no common TLS version) fails the operation at once with
+//! [`ErrorKind::Protocol`]; other connection failures are retried as usual.
+//!
+//! Without the `tls` feature, an `https://` URL fails opening (and an `https://` signed URL
+//! fails the request) with [`ErrorKind::InvalidInput`], and the extra roots are not read.
+//!
 //! # Limits
 //!
-//! The client speaks plain `http://` only; `https://` endpoints (production Netlify) need a
-//! TLS connector, which this crate does not include. Reads from a server that sends no
-//! `etag` (the official `BlobsServer`) report an empty ETag, so compare-and-swap against
-//! such a server cannot work.
+//! Reads from a server that sends no `etag` (the official `BlobsServer`) report an empty
+//! ETag, so compare-and-swap against such a server cannot work.
 
 mod config;
 mod encode;
 mod pager;
 mod retry;
 mod status;
+mod tls;
 mod wire;
 
 use std::fmt;
@@ -112,7 +130,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyDataStream, BodyExt as _, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use store_api::{
     Blob, BlobInfo, BlobStore, ByteStream, Condition, Error, ErrorKind, Etag, ListOptions,
@@ -120,8 +137,8 @@ use store_api::{
 };
 
 pub use config::{
-    BlobsContext, CONTEXT_ENV, ClientOptions, Consistency, DEFAULT_API_URL, Endpoint, HttpConfig,
-    LEGACY_PREFIX, REGIONS, StoreKind, Token, check_deploy_id,
+    BlobsContext, CA_FILE_ENV, CONTEXT_ENV, ClientOptions, Consistency, DEFAULT_API_URL, Endpoint,
+    HttpConfig, LEGACY_PREFIX, REGIONS, StoreKind, Token, check_deploy_id,
 };
 pub use encode::percent_decode;
 pub use retry::RetryPolicy;
@@ -160,7 +177,7 @@ pub struct HttpStore {
 
 struct Inner {
     /// The pooled keep-alive client shared by every request of this store and its clones.
-    client: Client<HttpConnector, ReqBody>,
+    client: Client<tls::Connector, ReqBody>,
     /// What this store was opened with.
     config: HttpConfig,
     /// The data URL of the store without a trailing `/`: `{edge}[/region:R]/{site}/{store}`
@@ -186,15 +203,16 @@ fn parse_base(url: &str) -> Result<(String, String)> {
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::invalid("the blobs url is not a valid url"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let scheme = match uri.scheme_str() {
+        Some("http") => "http",
+        Some("https") if tls::HTTPS => "https",
+        Some("https") => return Err(Error::invalid(tls::NO_TLS)),
+        _ => {
             return Err(Error::invalid(
-                "https blobs urls need tls, which this client does not include; use http",
+                "the blobs url must start with http:// or https://",
             ));
         }
-        _ => return Err(Error::invalid("the blobs url must start with http://")),
-    }
+    };
     let Some(authority) = uri.authority() else {
         return Err(Error::invalid("the blobs url has no host"));
     };
@@ -207,7 +225,7 @@ fn parse_base(url: &str) -> Result<(String, String)> {
         return Err(Error::invalid("the blobs url must not have a query"));
     }
     let path = uri.path().trim_end_matches('/').to_owned();
-    Ok((format!("http://{authority}"), path))
+    Ok((format!("{scheme}://{authority}"), path))
 }
 
 /// What one attempt of a request ran into.
@@ -217,6 +235,9 @@ enum AttemptError {
     Connect(BoxError),
     /// The connection failed after the request may have been sent.
     Transport(BoxError),
+    /// The TLS handshake failed in a way no retry can fix (an untrusted certificate, for
+    /// example); nothing was sent.
+    Rejected(BoxError),
     /// No complete answer within the request timeout.
     Timeout,
 }
@@ -371,10 +392,7 @@ impl HttpStore {
         HeaderValue::from_str(&format!("Bearer {}", config.token.reveal()))
             .map_err(|_| Error::invalid("the token is not a valid header value"))?;
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.retry.request_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
+        let connector = tls::connector(&config)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
@@ -401,10 +419,14 @@ impl HttpStore {
     }
 
     /// Opens the store `name` (a site store, or a legacy store for names starting with
-    /// [`LEGACY_PREFIX`]) from `NETLIFY_BLOBS_CONTEXT`, with strong consistency.
+    /// [`LEGACY_PREFIX`]) from `NETLIFY_BLOBS_CONTEXT`, with strong consistency, trusting
+    /// the extra root certificates of the file named by [`CA_FILE_ENV`] if it is set.
     pub fn from_env(name: &str) -> Result<HttpStore> {
         let options = ClientOptions {
             consistency: Consistency::Strong,
+            extra_root_pem: std::env::var_os(CA_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
             ..ClientOptions::default()
         };
         HttpStore::open(
@@ -497,7 +519,9 @@ impl HttpStore {
         let client = &self.inner.client;
         let attempt = async {
             let resp = client.request(req).await.map_err(|e| {
-                if e.is_connect() {
+                if tls::rejection(&e).is_some() {
+                    AttemptError::Rejected(Box::new(e))
+                } else if e.is_connect() {
                     AttemptError::Connect(Box::new(e))
                 } else {
                     AttemptError::Transport(Box::new(e))
@@ -539,6 +563,10 @@ impl HttpStore {
             AttemptError::Transport(e) => Error::new(
                 ErrorKind::Unavailable,
                 format!("{what}: connection failed: {}", error_chain(e.as_ref())),
+            ),
+            AttemptError::Rejected(e) => Error::new(
+                ErrorKind::Protocol,
+                format!("{what}: tls handshake failed: {}", error_chain(e.as_ref())),
             ),
             AttemptError::Timeout => {
                 Error::new(ErrorKind::Timeout, format!("{what}: no answer in time"))
@@ -616,11 +644,14 @@ impl HttpStore {
                 rate_limit_reset(&reply),
             ),
             Ok(reply) => StepOne::Final(reply),
+            Err(e @ AttemptError::Rejected(_)) => {
+                StepOne::Fatal(HttpStore::attempt_error(&call.what, &e))
+            }
             Err(e) => StepOne::Retry(HttpStore::attempt_error(&call.what, &e), None),
         }
     }
 
-    /// A signed URL as an absolute `http://` URL.
+    /// A signed URL as an absolute `http://` (or, with TLS, `https://`) URL.
     fn complete_signed_url(&self, url: String) -> Result<String> {
         let url = if url.starts_with('/') {
             format!(
@@ -633,10 +664,21 @@ impl HttpStore {
         let uri: Uri = url
             .parse()
             .map_err(|_| Error::new(ErrorKind::Protocol, "the signed url is not a valid url"))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if tls::HTTPS => {}
+            Some("https") => return Err(Error::invalid(tls::NO_TLS)),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    "the signed url is not an http:// or https:// url",
+                ));
+            }
+        }
+        if uri.authority().is_none() {
             return Err(Error::new(
                 ErrorKind::Protocol,
-                "the signed url is not an http:// url",
+                "the signed url has no host",
             ));
         }
         Ok(url)
@@ -711,6 +753,10 @@ impl HttpStore {
                         } else {
                             return Ok(reply);
                         }
+                    }
+                    Err(e @ AttemptError::Rejected(_)) => {
+                        // A certificate that is not trusted now will not be on a retry.
+                        return Err(Failure::Fatal(HttpStore::attempt_error(&call.what, &e)));
                     }
                     Err(e) => {
                         let ambiguous = !matches!(e, AttemptError::Connect(_));

@@ -1,0 +1,199 @@
+//! The servers the HTTP benchmarks talk to, each a child process on 127.0.0.1 with a free
+//! port: the release `blobs-emulator` and the official `BlobsServer` of `@netlify/blobs`
+//! (through `interop/bench/server.mjs`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use backends::http::BlobsContext;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+use super::load::Target;
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The site ID every benchmark request uses.
+pub const SITE: &str = "bench-site";
+
+/// How the emulator stores what it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Files, every write fsynced (the default of `blobs-emulator serve`).
+    Durable,
+    /// Files, `--no-fsync`.
+    NoFsync,
+    /// `--in-memory`.
+    Memory,
+}
+
+/// A running server; dropping it kills the process.
+pub struct Server {
+    /// The server's address.
+    pub target: Target,
+    child: Child,
+    /// Closing it asks the Node script to stop.
+    stdin: Option<ChildStdin>,
+    /// Keeps the data directory alive as long as the server.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `blobs-emulator serve` from `exe` with `storage`, on 127.0.0.1 and a free port.
+    pub async fn emulator(exe: &Path, storage: Storage, token: &str) -> Result<Server> {
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--quiet"])
+            .args(["--token", token, "--site", SITE]);
+        let dir = match storage {
+            Storage::Memory => {
+                cmd.arg("--in-memory");
+                None
+            }
+            Storage::Durable | Storage::NoFsync => {
+                let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+                cmd.arg("--dir").arg(dir.path());
+                if storage == Storage::NoFsync {
+                    cmd.arg("--no-fsync");
+                }
+                Some(dir)
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let line = first_line(&mut child).await?;
+        let encoded = line
+            .trim()
+            .strip_prefix("export NETLIFY_BLOBS_CONTEXT=")
+            .with_context(|| format!("unexpected first line from the emulator: {line:?}"))?;
+        let url = BlobsContext::decode(encoded)
+            .edge_url
+            .context("the emulator's context has no edge url")?;
+        let addr: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .with_context(|| format!("the emulator's url {url:?} is not an address"))?;
+        Ok(Server {
+            target: target(addr, token),
+            child,
+            stdin: None,
+            _dir: dir,
+        })
+    }
+
+    /// Starts the official `BlobsServer` through `interop/bench/server.mjs`.
+    pub async fn node(interop: &Path, token: &str) -> Result<Server> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let mut child = Command::new("node")
+            .arg(Path::new("bench").join("server.mjs"))
+            .arg(dir.path())
+            .arg(token)
+            .current_dir(interop)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start node")?;
+        let stdin = child.stdin.take();
+        let line = first_line(&mut child).await?;
+        let port = serde_json::from_str::<serde_json::Value>(line.trim())
+            .ok()
+            .and_then(|v| v["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("unexpected first line from the node server: {line:?}"))?;
+        Ok(Server {
+            target: target(SocketAddr::from(([127, 0, 0, 1], port)), token),
+            child,
+            stdin,
+            _dir: Some(dir),
+        })
+    }
+
+    /// The base URL of the server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.target.addr)
+    }
+
+    /// Stops the server: the Node script on end of input, the emulator by a kill (its data
+    /// directory is thrown away anyway).
+    pub async fn stop(mut self) {
+        if let Some(stdin) = self.stdin.take() {
+            drop(stdin);
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn target(addr: SocketAddr, token: &str) -> Target {
+    Target {
+        addr,
+        token: token.to_owned(),
+        site: SITE.to_owned(),
+    }
+}
+
+/// The first line a child prints on stdout; the rest is drained so it never blocks.
+async fn first_line(child: &mut Child) -> Result<String> {
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+        .await
+        .context("the server did not print its address in time")??;
+    let Some(line) = line else {
+        bail!("the server exited before printing its address");
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(line)
+}
+
+/// What the Node side of the benchmarks needs, if it is there.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The `interop/` folder, where `node_modules` is.
+    pub interop: PathBuf,
+    /// `node --version`.
+    pub node_version: String,
+    /// The installed `@netlify/blobs` version.
+    pub blobs_version: String,
+}
+
+/// Finds node and the installed `@netlify/blobs`; `Err` says why they cannot be used.
+pub fn find_node(root: &Path) -> std::result::Result<Node, String> {
+    let interop = root.join("interop");
+    let output = std::process::Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|_| "node is not installed".to_owned())?;
+    if !output.status.success() {
+        return Err("`node --version` failed".to_owned());
+    }
+    let node_version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let manifest = interop.join("node_modules/@netlify/blobs/package.json");
+    let blobs_version = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned))
+        .ok_or_else(|| "@netlify/blobs is not installed (run `npm ci` in interop/)".to_owned())?;
+    Ok(Node {
+        interop,
+        node_version,
+        blobs_version,
+    })
+}
