@@ -1,5 +1,5 @@
-// The official client's side of `cargo xtask bench client`: 1 KiB `set`s, then `get`s of the
-// keys written, with N concurrent requests for S seconds each, through `getStore` configured by
+// The official client's side of `cargo xtask bench client`: 1 KiB `set`s, then `get`s of
+// keys written beforehand, with N concurrent requests for S seconds each, through `getStore` configured by
 // NETLIFY_BLOBS_CONTEXT (strong consistency, as the job layer needs).
 //
 // Usage: node bench/client.mjs <seconds> <max-ops> <concurrency>...
@@ -61,7 +61,19 @@ async function phase(op, workers) {
   );
 }
 
+/** Writes every key the get phase reads, untimed, however far the set phase got. */
+async function prefill(workers) {
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let i = 0; i < KEYS_PER_WORKER; i++) {
+        await store.set(`js/${w}/${i}`, value);
+      }
+    }),
+  );
+}
+
 for (const workers of levels) {
   await phase("set", workers);
+  await prefill(workers);
   await phase("get", workers);
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod conformance;
 mod tidy;
 
@@ -18,6 +19,8 @@ tasks:
   ci            format check, clippy with -D warnings, tidy, and the whole test suite
   conformance   the conformance suite against every backend, emulator in-process;
                 matrix and reports in target/conformance/ (--help for options)
+  bench         every benchmark (criterion, HTTP load against the official server, Rust vs JS
+                client); report in target/bench-report/ (--help for groups and options)
   tidy          repository hygiene checks (also part of ci)
   help          this text
 ";
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(),
         "conformance" => conformance::run(&root(), &rest),
+        "bench" => bench::run(&root(), &rest),
         "tidy" => tidy::run(&root()),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

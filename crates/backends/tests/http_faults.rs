@@ -10,14 +10,26 @@ use backends::http::RetryPolicy;
 use bytes::Bytes;
 use http::Method;
 use http_support::{FakeServer, Fault, quick_retry};
-use store_api::{BlobStore, ByteStream, ErrorKind, SetOptions, SetOutcome};
+use store_api::{Blob, BlobStore, ByteStream, ErrorKind, SetOptions, SetOutcome};
 
+/// How many requests with `method` carried data since the last look: every such request in
+/// edge mode, and in API mode those to a signed URL (not the `/api/` ones that ask for it).
 fn count(server: &FakeServer, method: Method) -> usize {
     server
         .take_seen()
         .into_iter()
-        .filter(|s| s.method == method)
+        .filter(|s| s.method == method && !s.target.starts_with("/api/"))
         .count()
+}
+
+/// What the server holds under `key` of store `s`, read behind the client's back.
+async fn stored(server: &FakeServer, key: &str) -> Blob {
+    server.store("site:s").get(key).await.unwrap().unwrap()
+}
+
+/// A 429 answer that asks to wait until `reset` (Unix seconds).
+fn rate_limited_until(reset: u64) -> Fault {
+    Fault::Status(429, vec![("x-ratelimit-reset", reset.to_string())])
 }
 
 fn unix_now() -> u64 {
@@ -119,10 +131,7 @@ async fn rate_limits_are_waited_out_until_the_reset_time() {
         quick_retry().max_rate_limit_wait(Duration::from_secs(3)),
     );
     let reset = unix_now() + 2;
-    server.fault(
-        Method::GET,
-        Fault::Status(429, vec![("x-ratelimit-reset", reset.to_string())]),
-    );
+    server.fault(Method::GET, rate_limited_until(reset));
     let started = Instant::now();
     assert!(store.get("k").await.unwrap().is_none());
     let elapsed = started.elapsed();
@@ -140,10 +149,7 @@ async fn rate_limit_waits_are_capped() {
         quick_retry().max_rate_limit_wait(Duration::from_millis(200)),
     );
     let reset = unix_now() + 3600;
-    server.fault(
-        Method::GET,
-        Fault::Status(429, vec![("x-ratelimit-reset", reset.to_string())]),
-    );
+    server.fault(Method::GET, rate_limited_until(reset));
     let started = Instant::now();
     assert!(store.get("k").await.unwrap().is_none());
     let elapsed = started.elapsed();
@@ -198,71 +204,51 @@ async fn slow_answers_time_out_and_are_retried() {
 async fn a_conditional_write_applied_but_unanswered_is_reported_as_applied() {
     for api in [false, true] {
         let server = FakeServer::start().await;
-        let store = if api {
-            server.api_store("s", quick_retry())
-        } else {
-            server.edge_store("s", quick_retry())
-        };
+        let store = server.mode_store(api, "s", quick_retry());
         // IfNew: the server creates the key, and the answer is lost.
-        if api {
-            server.fault_signed(Method::PUT, Fault::ApplyThenDrop);
-        } else {
-            server.fault(Method::PUT, Fault::ApplyThenDrop);
-        }
+        server.fault_data(api, Method::PUT, Fault::ApplyThenDrop);
         let outcome = store
             .set("k", Bytes::from("mine"), SetOptions::new().if_new())
             .await
             .unwrap();
-        let stored = server.store("site:s").get("k").await.unwrap().unwrap();
+        let first = stored(&server, "k").await;
         assert_eq!(
             outcome,
             SetOutcome::Written {
-                etag: stored.info.etag.clone()
+                etag: first.info.etag.clone()
             }
         );
-        assert_eq!(stored.value, "mine");
-        let puts = server
-            .take_seen()
-            .into_iter()
-            .filter(|s| s.method == Method::PUT && !s.target.starts_with("/api/"))
-            .count();
-        assert_eq!(puts, 1, "the write was sent again (api: {api})");
+        assert_eq!(first.value, "mine");
+        assert_eq!(
+            count(&server, Method::PUT),
+            1,
+            "the write was sent again (api: {api})"
+        );
 
         // IfMatch: the same, with a timeout instead of a dropped connection.
-        let slow = if api {
-            server.api_store(
-                "s",
-                quick_retry().request_timeout(Duration::from_millis(200)),
-            )
-        } else {
-            server.edge_store(
-                "s",
-                quick_retry().request_timeout(Duration::from_millis(200)),
-            )
-        };
+        let slow = server.mode_store(
+            api,
+            "s",
+            quick_retry().request_timeout(Duration::from_millis(200)),
+        );
         let delay = Fault::ApplyThenDelay(Duration::from_secs(2));
-        if api {
-            server.fault_signed(Method::PUT, delay);
-        } else {
-            server.fault(Method::PUT, delay);
-        }
+        server.fault_data(api, Method::PUT, delay);
         let outcome = slow
             .set(
                 "k",
                 Bytes::from("next"),
-                SetOptions::new().if_match(stored.info.etag.clone()),
+                SetOptions::new().if_match(first.info.etag.clone()),
             )
             .await
             .unwrap();
-        let now = server.store("site:s").get("k").await.unwrap().unwrap();
+        let now = stored(&server, "k").await;
         assert_eq!(now.value, "next");
         assert_eq!(outcome.etag(), Some(&now.info.etag));
-        let puts = server
-            .take_seen()
-            .into_iter()
-            .filter(|s| s.method == Method::PUT && !s.target.starts_with("/api/"))
-            .count();
-        assert_eq!(puts, 1, "the write was sent again (api: {api})");
+        assert_eq!(
+            count(&server, Method::PUT),
+            1,
+            "the write was sent again (api: {api})"
+        );
     }
 }
 
@@ -286,16 +272,7 @@ async fn a_conditional_write_that_did_not_apply_is_resent_once() {
         .await
         .unwrap();
     assert!(outcome.is_written());
-    assert_eq!(
-        server
-            .store("site:s")
-            .get("k")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        "w"
-    );
+    assert_eq!(stored(&server, "k").await.value, "w");
     let seen = server.take_seen();
     let methods: Vec<&Method> = seen.iter().map(|s| &s.method).collect();
     assert_eq!(methods, [&Method::PUT, &Method::GET, &Method::PUT]);
@@ -323,16 +300,7 @@ async fn a_lost_conditional_write_overtaken_by_another_writer_reports_the_confli
         .await
         .unwrap();
     assert_eq!(outcome, SetOutcome::ConditionFailed);
-    assert_eq!(
-        server
-            .store("site:s")
-            .get("k")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        "theirs"
-    );
+    assert_eq!(stored(&server, "k").await.value, "theirs");
     assert_eq!(count(&server, Method::PUT), 1);
 }
 

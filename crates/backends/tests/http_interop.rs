@@ -13,7 +13,9 @@
 //! missing.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-use std::path::PathBuf;
+#[path = "support/interop.rs"]
+mod interop;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -26,29 +28,22 @@ use tokio::process::{Child, Command};
 const TOKEN: &str = "interop-token";
 const SITE: &str = "interop-site";
 
-/// Starts `BlobsServer` on a random port and prints it; stops when stdin closes.
+/// Starts `BlobsServer` on a random loopback port and prints it; stops when stdin closes.
+/// `BlobsServer` has no host option and listens on every interface, so the script makes
+/// every server it starts listen on 127.0.0.1 only.
 const SERVER_SCRIPT: &str = r"
+import http from 'node:http';
 import { BlobsServer } from '@netlify/blobs/server';
+const listen = http.Server.prototype.listen;
+http.Server.prototype.listen = function (port, ...rest) {
+  return listen.call(this, port, '127.0.0.1', ...rest);
+};
 const server = new BlobsServer({ directory: process.argv[1], token: process.argv[2], port: 0 });
 const { port } = await server.start();
 console.log('PORT ' + port);
 process.stdin.on('end', async () => { await server.stop(); process.exit(0); });
 process.stdin.resume();
 ";
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-async fn available(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
-}
 
 /// A running `BlobsServer`, killed on drop.
 struct Official {
@@ -58,20 +53,7 @@ struct Official {
 }
 
 async fn start_official() -> Option<Official> {
-    if !available("node").await || !available("npm").await {
-        println!("SKIPPED: node and npm are not installed, so BlobsServer cannot run");
-        return None;
-    }
-    let interop = interop_dir();
-    if !interop.join("node_modules/@netlify/blobs").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&interop)
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "npm ci failed");
-    }
+    let interop = interop::prepare("BlobsServer").await?;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new("node")
         .args(["--input-type=module", "-e", SERVER_SCRIPT])
@@ -97,7 +79,6 @@ async fn start_official() -> Option<Official> {
     .expect("BlobsServer did not start in time");
     Some(Official {
         _child: child,
-        // It binds every interface; 127.0.0.1 reaches it over IPv4.
         base: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     })

@@ -3,6 +3,8 @@
 //! and the token's redaction.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
+#[path = "support/helpers.rs"]
+mod helpers;
 mod http_support;
 
 use std::time::Duration;
@@ -11,25 +13,13 @@ use backends::http::{
     BlobsContext, ClientOptions, Consistency, HttpStore, RetryPolicy, StatusError, StoreKind, Token,
 };
 use bytes::Bytes;
+use helpers::{awkward_keys, collect, stream_of};
 use http::Method;
 use http_support::{FakeServer, Fault, SITE, TOKEN, quick_retry};
 use store_api::{
-    BlobJobStore, BlobStore, ByteStream, ErrorKind, JobStore, ListOptions, Metadata, NewJob,
-    SetOptions, SetOutcome,
+    BlobJobStore, BlobStore, ErrorKind, JobStore, ListOptions, Metadata, NewJob, SetOptions,
+    SetOutcome,
 };
-
-fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
-    Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
-}
-
-async fn collect(mut stream: ByteStream) -> Vec<u8> {
-    use futures_util::StreamExt;
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
-}
 
 #[tokio::test]
 async fn edge_requests_look_like_the_official_clients() {
@@ -254,48 +244,13 @@ async fn strong_consistency_uses_the_uncached_edge_url() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
-/// Keys the official client would mangle on the wire.
-fn awkward_keys() -> Vec<String> {
-    let mut keys: Vec<String> = [
-        "a",
-        "a/b",
-        "a b",
-        "a%20b",
-        "a%b",
-        "%41",
-        "a?b",
-        "a#b",
-        ".",
-        "..",
-        "x/../y",
-        "./z",
-        "a\\b",
-        "ü/é",
-        "😀",
-        "a+b",
-        "a;b*c",
-        "tab\there",
-        "q\"<>^`{}|",
-        "a//b",
-        "trailing/",
-        "dot.",
-        "...",
-    ]
-    .map(String::from)
-    .to_vec();
-    keys.push("k".repeat(600));
-    keys
-}
-
+/// The awkward keys, many of which the official client would mangle on the wire, reach the
+/// server exactly.
 #[tokio::test]
 async fn every_valid_key_round_trips_exactly() {
     for api in [false, true] {
         let server = FakeServer::start().await;
-        let store = if api {
-            server.api_store("keys", quick_retry())
-        } else {
-            server.edge_store("keys", quick_retry())
-        };
+        let store = server.mode_store(api, "keys", quick_retry());
         for (i, key) in awkward_keys().iter().enumerate() {
             store
                 .set(key, Bytes::from(i.to_string()), SetOptions::new())
@@ -451,7 +406,7 @@ async fn streams_round_trip_in_both_directions() {
     assert!(outcome.is_written());
     let (info, stream) = store.get_stream("big").await.unwrap().unwrap();
     assert_eq!(info.size, 6 * 256 * 1024);
-    assert_eq!(collect(stream).await, vec![7u8; 6 * 256 * 1024]);
+    assert_eq!(collect(stream).await.unwrap(), vec![7u8; 6 * 256 * 1024]);
     assert!(store.get_stream("missing").await.unwrap().is_none());
 
     let small = store

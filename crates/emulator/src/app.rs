@@ -359,34 +359,34 @@ async fn get(store: &dyn BlobStore, key: &str, headers: &HeaderMap) -> Outcome {
     let Some((info, stream)) = store.get_stream(key).await? else {
         return Err(Error::new(store_api::ErrorKind::NotFound, "no such key").into());
     };
-    if none_match(headers, &info.etag) {
-        return Ok(info_response(StatusCode::NOT_MODIFIED, &info, empty()));
-    }
-    let mut response = info_response(StatusCode::OK, &info, streaming(stream));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    Ok(response)
+    Ok(read_response(headers, &info, streaming(stream)))
 }
 
 async fn head(store: &dyn BlobStore, key: &str, headers: &HeaderMap) -> Outcome {
     let Some(info) = store.get_metadata(key).await? else {
         return Err(Error::new(store_api::ErrorKind::NotFound, "no such key").into());
     };
+    Ok(read_response(headers, &info, empty()))
+}
+
+/// The answer to a GET or HEAD of a blob: 304 when `if-none-match` names its ETag, else 200
+/// with `body` and the blob's length and type.
+fn read_response(
+    headers: &HeaderMap,
+    info: &BlobInfo,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
     if none_match(headers, &info.etag) {
-        return Ok(info_response(StatusCode::NOT_MODIFIED, &info, empty()));
+        return info_response(StatusCode::NOT_MODIFIED, info, empty());
     }
-    let mut response = info_response(StatusCode::OK, &info, empty());
+    let mut response = info_response(StatusCode::OK, info, body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    Ok(response)
+    response
 }
 
 /// A response carrying the ETag, metadata and modification time of a blob.

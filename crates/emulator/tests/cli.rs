@@ -33,17 +33,18 @@ async fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
-    let export_line = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("banner in time")
-            .unwrap()
-            .expect("the export line before stdout ends");
-        banner.push(line.clone());
-        if line.starts_with("export NETLIFY_BLOBS_CONTEXT=") {
-            break line;
+    let export_line = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = lines.next_line().await.unwrap();
+            let line = line.expect("the export line before stdout ends");
+            banner.push(line.clone());
+            if line.starts_with("export NETLIFY_BLOBS_CONTEXT=") {
+                return line;
+            }
         }
-    };
+    })
+    .await
+    .expect("banner in time");
     let base = common::edge_url_of_export_line(&export_line);
     Running {
         child,

@@ -86,7 +86,7 @@ async fn round_trip(url: &str, token: &str, len: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_value_streams_in_and_out() {
-    let server = common::file_or_memory_server(|c| c).await;
+    let server = common::file_server(|c| c).await;
     let url = format!("{}/s/site:big/value", server.base);
     round_trip(&url, common::TOKEN, 64 << 20).await;
     server.stop().await.unwrap();

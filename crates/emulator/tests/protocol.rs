@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backends::Catalog;
 use bytes::Bytes;
@@ -15,15 +15,13 @@ use store_api::Metadata;
 
 /// One server per storage engine, each configured by `tweak`.
 async fn servers_with(tweak: impl Fn(Config) -> Config) -> Vec<(&'static str, TestServer)> {
-    let mut out = vec![(
-        "memory",
-        TestServer::start(tweak(Config::new(Catalog::memory(), TOKEN))).await,
-    )];
-    if let Some((catalog, dir)) = common::file_catalog() {
-        let server = TestServer::start_with_dir(tweak(Config::new(catalog, TOKEN)), Some(dir));
-        out.push(("file", server.await));
-    }
-    out
+    vec![
+        (
+            "memory",
+            TestServer::start(tweak(Config::new(Catalog::memory(), TOKEN))).await,
+        ),
+        ("file", common::file_server(tweak).await),
+    ]
 }
 
 async fn servers() -> Vec<(&'static str, TestServer)> {
@@ -352,7 +350,8 @@ async fn listing_pages_with_opaque_cursors() {
         let mut seen = Vec::new();
         let mut pages = 0;
         let mut url = "/s/site:pg".to_owned();
-        loop {
+        // Bounded, so that a cursor that never ends fails instead of hanging.
+        while pages < 100 {
             let page = server.get(&url).await;
             assert_eq!(page.status, 200, "{engine}");
             let page = page.json();
@@ -390,7 +389,7 @@ async fn listing_stores() {
         let mut stores = Vec::new();
         let mut url = "/s?prefix=site%3A".to_owned();
         let mut pages = 0;
-        loop {
+        while pages < 100 {
             let page = server.get(&url).await.json();
             pages += 1;
             stores.extend(
@@ -566,7 +565,8 @@ async fn api_mode_signed_urls_for_get_and_put() {
 #[tokio::test]
 async fn signed_urls_use_the_host_header_and_expire() {
     let server =
-        TestServer::start(common::memory_config().signed_url_ttl(Duration::from_secs(1))).await;
+        TestServer::start(common::memory_config().signed_url_ttl(Duration::from_secs(2))).await;
+    let step1_at = Instant::now();
     let step1 = server
         .authed(
             "GET",
@@ -586,8 +586,18 @@ async fn signed_urls_use_the_host_header_and_expire() {
         server.call("GET", &url, &[], Bytes::new()).await.status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_rejected(&server.call("GET", &url, &[], Bytes::new()).await, 403);
+    // Expiry counts whole seconds: with a TTL of two, the URL works for at least two seconds
+    // after signing and is refused within three. Polled, as a loaded machine may be slower.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let reply = server.call("GET", &url, &[], Bytes::new()).await;
+        if reply.status != 200 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_rejected(&refused, 403);
+    assert!(step1_at.elapsed() >= Duration::from_secs(2));
     server.stop().await.unwrap();
 }
 
@@ -774,35 +784,49 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
 
 #[tokio::test]
 async fn shutdown_lets_requests_in_flight_finish() {
-    let server = TestServer::memory().await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, store_api::Error>>(4);
-    tx.send(Ok(Bytes::from_static(b"first "))).await.unwrap();
-    let upload = server.send_body(
-        "PUT",
-        "/s/site:x/slow",
-        &[("authorization", "Bearer test-token")],
-        emulator::body::streaming(tokio_stream_from(rx)),
-    );
-    let addr = server.addr;
-    let stopper = async {
-        // Let the request start, then ask the server to stop while its body is unfinished.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        server.begin_shutdown();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // The listener is closed: no new connections.
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-        tx.send(Ok(Bytes::from_static(b"second"))).await.unwrap();
-        drop(tx);
-    };
-    let (reply, ()) = tokio::join!(upload, stopper);
-    assert_eq!(reply.status, 200);
-    server.stop().await.unwrap();
-}
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
 
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, store_api::Error>>,
-) -> store_api::ByteStream {
-    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    /// Reads one response head (up to the blank line) within a time limit.
+    async fn read_head(tcp: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "connection closed");
+                head.push(byte[0]);
+            }
+        })
+        .await
+        .expect("a response head in time");
+        String::from_utf8(head).unwrap()
+    }
+
+    let server = TestServer::memory().await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let body = "first second";
+    let request = format!(
+        "PUT /s/site:x/slow HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // The server answers `100 Continue` once the handler reads the body: from then on the
+    // request is in flight, and stopping the server must not cut it off.
+    let interim = read_head(&mut tcp).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    server.begin_shutdown();
+    // The listener closes (polled: the server task closes it in its own time).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(server.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener stayed open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    let reply = read_head(&mut tcp).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -15,6 +15,9 @@ use hyper_util::rt::TokioIo;
 /// Errors tolerated in one timed run before it is abandoned; a server that keeps failing is
 /// broken, not slow.
 const MAX_ERRORS: u64 = 100;
+
+/// How long one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the load goes: a Netlify Blobs server on loopback.
 #[derive(Debug, Clone)]
@@ -58,8 +61,8 @@ fn encode_query(value: &str) -> String {
 /// One keep-alive HTTP/1.1 connection.
 pub struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
-    target: Target,
-    authorization: String,
+    host: HeaderValue,
+    authorization: HeaderValue,
 }
 
 impl Conn {
@@ -73,24 +76,29 @@ impl Conn {
         tokio::spawn(connection);
         Ok(Conn {
             sender,
-            authorization: format!("Bearer {}", target.token),
-            target: target.clone(),
+            host: HeaderValue::from_str(&target.addr.to_string())?,
+            authorization: HeaderValue::from_str(&format!("Bearer {}", target.token))?,
         })
     }
 
-    /// Sends one request and reads the whole response.
+    /// Sends one request and reads the whole response, within [`REQUEST_TIMEOUT`].
     pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        self.sender.ready().await?;
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::HOST, self.target.addr.to_string())
-            .header(header::AUTHORIZATION, &self.authorization)
+            .header(header::HOST, self.host.clone())
+            .header(header::AUTHORIZATION, self.authorization.clone())
             .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        let exchange = async {
+            self.sender.ready().await?;
+            let response = self.sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .context("no answer within the request timeout")?
     }
 }
 

@@ -106,8 +106,10 @@ pub struct Results {
     pub mode: String,
     /// The groups that ran.
     pub groups: Vec<String>,
-    /// Version of the official server and client, when Node ran.
+    /// Version of the official server and client (`@netlify/blobs`), when Node ran.
     pub node: Option<String>,
+    /// `node --version`, when Node ran.
+    pub node_runtime: Option<String>,
     /// Things the reader must know (a skipped server, errors during a load point).
     pub notes: Vec<String>,
 }
@@ -136,6 +138,7 @@ impl Results {
                 "os": self.machine.os,
             },
             "node": self.node,
+            "node_runtime": self.node_runtime,
             "notes": self.notes,
             "metrics": metrics_json(&self.metrics),
         })
@@ -296,6 +299,9 @@ pub const SERVERS: [(&str, &str); 3] = [
     ("blobs_server", "BlobsServer (Node, official)"),
 ];
 
+/// The emulator with in-memory storage, whose listing time shows the storage engine's share.
+pub const EMULATOR_MEMORY: (&str, &str) = ("emulator_memory", "blobs-emulator --in-memory");
+
 /// Connection counts of the load run.
 pub const CONNECTIONS: [usize; 3] = [1, 16, 64];
 
@@ -419,7 +425,7 @@ fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -577,6 +583,8 @@ fn load_table(results: &Results, md: &mut String) {
     md.push('\n');
     let lists: Vec<_> = servers
         .iter()
+        .copied()
+        .chain([&EMULATOR_MEMORY])
         .filter_map(|(s, label)| {
             results
                 .get(&format!("load/{s}/list_10000/median"))
@@ -660,9 +668,9 @@ pub fn changes_table(name: &str, changes: &[Change]) -> String {
 /// The whole report.
 pub fn markdown(results: &Results, comparison: Option<(&str, &[Change])>) -> String {
     let mut md = String::from("## Benchmarks\n\n");
-    let _ = writeln!(
+    let _ = write!(
         md,
-        "{} CPUs ({}), {}; {} run of {} on {}.\n",
+        "{} CPUs ({}), {}; {} run of {} on {}",
         results.machine.cpus,
         results.machine.cpu,
         results.machine.os,
@@ -670,6 +678,10 @@ pub fn markdown(results: &Results, comparison: Option<(&str, &[Change])>) -> Str
         results.groups.join(", "),
         results.date
     );
+    if let (Some(blobs), Some(node)) = (&results.node, &results.node_runtime) {
+        let _ = write!(md, "; official server and client: @netlify/blobs {blobs} on Node {node}");
+    }
+    md.push_str(".\n\n");
     let measured: Vec<Ratio> = ratios(results);
     if measured.iter().any(|r| r.value.is_some()) {
         md.push_str("### Ratios and targets\n\n");

@@ -8,7 +8,9 @@ use super::report::{CLIENT_WORKERS, CONNECTIONS, Results, SERVERS, sig};
 const PANEL_WIDTH: f64 = 470.0;
 const PANEL_HEIGHT: f64 = 300.0;
 const MARGIN_LEFT: f64 = 64.0;
-const MARGIN_TOP: f64 = 56.0;
+const MARGIN_TOP: f64 = 72.0;
+/// Height of one row of the legend.
+const LEGEND_ROW: f64 = 16.0;
 const MARGIN_BOTTOM: f64 = 40.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
 
@@ -93,15 +95,20 @@ fn axis(max: f64) -> (f64, f64) {
     ((max / step).ceil() * step, step)
 }
 
-/// A short label: 12.3k, 1.2M.
+/// A short label without trailing zeros: 12.3k, 1.5M, 500, 0.
 fn short(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{}M", sig(v / 1e6))
+    let (scaled, suffix) = if v >= 1e6 {
+        (v / 1e6, "M")
     } else if v >= 1e3 {
-        format!("{}k", sig(v / 1e3))
+        (v / 1e3, "k")
     } else {
-        sig(v)
+        (v, "")
+    };
+    let mut text = sig(scaled);
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
     }
+    format!("{text}{suffix}")
 }
 
 fn escape(text: &str) -> String {
@@ -124,19 +131,23 @@ fn panel(svg: &mut String, p: &Panel, x0: f64, y0: f64) {
         y0 + 20.0,
         escape(&p.title)
     );
-    // Legend.
-    let mut lx = x0 + 8.0;
+    // Legend, wrapped to the panel's width.
+    let (mut lx, mut ly) = (x0 + 8.0, y0 + 30.0);
     for (i, (label, _)) in p.series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let width = 14.0 + 6.0 * label.chars().count() as f64 + 14.0;
+        if lx > x0 + 8.0 && lx + width > x0 + PANEL_WIDTH - 8.0 {
+            lx = x0 + 8.0;
+            ly += LEGEND_ROW;
+        }
         let _ = writeln!(
             svg,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
-            y0 + 30.0,
+            r#"<rect x="{lx:.1}" y="{ly:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
             lx + 14.0,
-            y0 + 39.0,
+            ly + 9.0,
             escape(label)
         );
-        lx += 14.0 + 6.2 * label.chars().count() as f64 + 14.0;
+        lx += width;
     }
     // Grid and y labels.
     let mut tick = 0.0;
@@ -238,8 +249,10 @@ mod tests {
 
     #[test]
     fn a_bar_per_measured_point_and_escaped_text() {
-        let mut r = Results::default();
-        r.mode = "quick <test>".into();
+        let mut r = Results {
+            mode: "quick <test>".into(),
+            ..Results::default()
+        };
         r.set("load/emulator_nosync/get/1/rate", 9_000.0, Unit::PerSec);
         r.set("load/emulator_nosync/get/16/rate", 30_000.0, Unit::PerSec);
         r.set("load/blobs_server/get/16/rate", 2_000.0, Unit::PerSec);
@@ -250,7 +263,10 @@ mod tests {
         // one bar in the client panel.
         assert_eq!(svg.matches("<rect").count(), 1 + 2 + 3 + 1 + 1);
         assert!(svg.contains("quick &lt;test&gt;"));
-        assert!(svg.contains(">30k<"));
+        assert!(svg.contains(">30k<") && svg.contains(">2k<"));
+        assert_eq!(short(1500.0), "1.5k");
+        assert_eq!(short(0.0), "0");
+        assert_eq!(short(12_345.0), "12.3k");
         assert!(!svg.contains("PUT 1 KiB"));
         assert!(chart(&Results::default()).is_none());
     }

@@ -147,6 +147,16 @@ impl FakeServer {
         });
     }
 
+    /// Injects `fault` into the next request with `method` that carries the data: in API mode
+    /// the request to the signed URL, not the one that asks for it.
+    pub fn fault_data(&self, api: bool, method: Method, fault: Fault) {
+        if api {
+            self.fault_signed(method, fault);
+        } else {
+            self.fault(method, fault);
+        }
+    }
+
     pub fn faults_left(&self) -> usize {
         self.state.rules.lock().unwrap().len()
     }
@@ -204,6 +214,15 @@ impl FakeServer {
             &StoreKind::Site(name.into()),
         )
         .unwrap()
+    }
+
+    /// A client of store `name` in API mode when `api`, else in edge mode.
+    pub fn mode_store(&self, api: bool, name: &str, retry: RetryPolicy) -> HttpStore {
+        if api {
+            self.api_store(name, retry)
+        } else {
+            self.edge_store(name, retry)
+        }
     }
 
     pub fn config(&self, name: &str) -> HttpConfig {

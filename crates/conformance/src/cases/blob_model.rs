@@ -1,8 +1,6 @@
 //! Generated operation sequences on blobs, compared step by step with the reference model,
 //! on one instance and spread over 2 to 4 instances.
 
-use std::sync::Arc;
-
 use crate::case::{Case, case};
 use crate::ctx::{Ctx, Failure};
 use crate::model::blob::{Env, execute, strategy};
@@ -30,15 +28,7 @@ async fn machine(ctx: Ctx, instances: (usize, usize)) -> Result<(), Failure> {
     run_machine(
         &ctx,
         move || strategy(instances, caps.clone(), max_ops),
-        move |model, steps, seen| {
-            let env = Arc::new(Env {
-                factory: ctx2.factory().clone(),
-                prefix: ctx2.fresh_prefix(),
-                caps: ctx2.caps().clone(),
-                op_timeout: ctx2.options().op_timeout,
-            });
-            execute(env, model, steps, seen)
-        },
+        move |model, steps, seen| execute(Env::fresh(&ctx2), model, steps, seen),
     )
     .await
 }

@@ -443,10 +443,19 @@ async fn job_created_on_one_instance_is_found_on_another(ctx: Ctx) -> Result<(),
     Ok(())
 }
 
+/// The job layers of three new instances.
+async fn jobs_on_three_instances(ctx: &Ctx) -> Result<[JobHandle; 3], Failure> {
+    let jobs: Vec<JobHandle> = ctx
+        .instances(3)
+        .await?
+        .iter()
+        .map(|i| ctx.jobs(i))
+        .collect();
+    <[_; 3]>::try_from(jobs).map_err(|_| Failure::new("could not open three instances"))
+}
+
 async fn job_progress_is_visible_across_instances(ctx: Ctx) -> Result<(), Failure> {
-    let [trigger, worker, status] = <[_; 3]>::try_from(ctx.instances(3).await?)
-        .map_err(|_| Failure::new("could not open three instances"))?;
-    let (t, w, st) = (ctx.jobs(&trigger), ctx.jobs(&worker), ctx.jobs(&status));
+    let [t, w, st] = jobs_on_three_instances(&ctx).await?;
     let j = t
         .create(NewJob::new("extract", json!({})).id(id("J")?))
         .await?;
@@ -480,9 +489,7 @@ async fn job_progress_is_visible_across_instances(ctx: Ctx) -> Result<(), Failur
 }
 
 async fn expired_lease_can_be_reclaimed_across_instances(ctx: Ctx) -> Result<(), Failure> {
-    let [a, b, c] = <[_; 3]>::try_from(ctx.instances(3).await?)
-        .map_err(|_| Failure::new("could not open three instances"))?;
-    let (ja, jb, jc) = (ctx.jobs(&a), ctx.jobs(&b), ctx.jobs(&c));
+    let [ja, jb, jc] = jobs_on_three_instances(&ctx).await?;
     let j = ja
         .create(NewJob::new("extract", json!({})).id(id("J")?))
         .await?;
@@ -514,9 +521,7 @@ async fn expired_lease_can_be_reclaimed_across_instances(ctx: Ctx) -> Result<(),
 }
 
 async fn deleted_job_stays_deleted_across_instances(ctx: Ctx) -> Result<(), Failure> {
-    let [a, b, c] = <[_; 3]>::try_from(ctx.instances(3).await?)
-        .map_err(|_| Failure::new("could not open three instances"))?;
-    let (ja, jb, jc) = (ctx.jobs(&a), ctx.jobs(&b), ctx.jobs(&c));
+    let [ja, jb, jc] = jobs_on_three_instances(&ctx).await?;
     let j = ja
         .create(NewJob::new("extract", json!({})).id(id("J")?))
         .await?;
@@ -543,9 +548,7 @@ async fn deleted_job_stays_deleted_across_instances(ctx: Ctx) -> Result<(), Fail
 }
 
 async fn ttl_purge_works_across_instances(ctx: Ctx) -> Result<(), Failure> {
-    let [a, b, c] = <[_; 3]>::try_from(ctx.instances(3).await?)
-        .map_err(|_| Failure::new("could not open three instances"))?;
-    let (ja, jb, jc) = (ctx.jobs(&a), ctx.jobs(&b), ctx.jobs(&c));
+    let [ja, jb, jc] = jobs_on_three_instances(&ctx).await?;
     ja.create(
         NewJob::new("extract", json!({}))
             .id(id("short")?)

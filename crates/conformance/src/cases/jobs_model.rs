@@ -1,8 +1,6 @@
 //! Generated job operation sequences, compared step by step with the reference model of the
 //! lifecycle, on one instance and spread over 2 to 4 instances.
 
-use std::sync::Arc;
-
 use crate::case::{Case, case};
 use crate::ctx::{Ctx, Failure};
 use crate::model::blob::Env;
@@ -26,15 +24,7 @@ async fn machine(ctx: Ctx, instances: (usize, usize)) -> Result<(), Failure> {
     run_machine(
         &ctx,
         move || strategy(instances, max_ops),
-        move |model, steps, seen| {
-            let env = Arc::new(Env {
-                factory: ctx2.factory().clone(),
-                prefix: ctx2.fresh_prefix(),
-                caps: ctx2.caps().clone(),
-                op_timeout: ctx2.options().op_timeout,
-            });
-            execute(env, model, steps, seen)
-        },
+        move |model, steps, seen| execute(Env::fresh(&ctx2), model, steps, seen),
     )
     .await
 }

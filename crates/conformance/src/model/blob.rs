@@ -402,6 +402,18 @@ pub(crate) struct Env {
     pub(crate) op_timeout: Duration,
 }
 
+impl Env {
+    /// The environment of one run of a sequence of `ctx`'s case, under a prefix of its own.
+    pub(crate) fn fresh(ctx: &crate::ctx::Ctx) -> Arc<Env> {
+        Arc::new(Env {
+            factory: ctx.factory().clone(),
+            prefix: ctx.fresh_prefix(),
+            caps: ctx.caps().clone(),
+            op_timeout: ctx.options().op_timeout,
+        })
+    }
+}
+
 struct Run {
     lines: Vec<String>,
     etags: HashMap<u32, Etag>,

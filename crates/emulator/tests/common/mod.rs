@@ -58,24 +58,20 @@ impl Reply {
 
 /// A file catalog in a fresh temporary directory, without fsync for speed (atomicity and
 /// conditions are the same either way).
-pub fn file_catalog() -> Option<(Catalog, tempfile::TempDir)> {
+pub fn file_catalog() -> (Catalog, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let catalog = Catalog::file(
         dir.path().to_path_buf(),
         backends::FileOptions { fsync: false },
     )
     .unwrap();
-    Some((catalog, dir))
+    (catalog, dir)
 }
 
-/// A server over the file catalog if there is one, else over memory, configured by `tweak`.
-pub async fn file_or_memory_server(tweak: impl Fn(Config) -> Config) -> TestServer {
-    match file_catalog() {
-        Some((catalog, dir)) => {
-            TestServer::start_with_dir(tweak(Config::new(catalog, TOKEN)), Some(dir)).await
-        }
-        None => TestServer::start(tweak(memory_config())).await,
-    }
+/// A server over a fresh file catalog, configured by `tweak`.
+pub async fn file_server(tweak: impl FnOnce(Config) -> Config) -> TestServer {
+    let (catalog, dir) = file_catalog();
+    TestServer::start_with_dir(tweak(Config::new(catalog, TOKEN)), Some(dir)).await
 }
 
 /// A memory-catalog configuration with the test token.
