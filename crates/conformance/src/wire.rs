@@ -165,25 +165,7 @@ pub struct Response {
 
 /// The kind named by [`ErrorKind::as_str`]; unknown names become [`ErrorKind::Protocol`].
 pub fn kind_from_str(name: &str) -> ErrorKind {
-    use ErrorKind::*;
-    [
-        InvalidInput,
-        NotFound,
-        PreconditionFailed,
-        Conflict,
-        IllegalTransition,
-        LeaseHeld,
-        Unauthorized,
-        TooLarge,
-        Corrupt,
-        Protocol,
-        Timeout,
-        Unavailable,
-        Io,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
-    .unwrap_or(Protocol)
+    ErrorKind::from_name(name).unwrap_or(ErrorKind::Protocol)
 }
 
 /// Turns an error into its wire outcome.

@@ -37,6 +37,28 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, so that code mapping names or statuses can be checked to cover them all.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::Conflict,
+        ErrorKind::IllegalTransition,
+        ErrorKind::LeaseHeld,
+        ErrorKind::Unauthorized,
+        ErrorKind::TooLarge,
+        ErrorKind::Corrupt,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+        ErrorKind::Unavailable,
+        ErrorKind::Io,
+    ];
+
+    /// The kind whose [`ErrorKind::as_str`] is `name`.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// A short lowercase name for the kind, stable across releases (used in reports and JSON).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -142,6 +164,17 @@ mod tests {
         assert!(Error::new(ErrorKind::Unavailable, "u").is_retryable());
         assert!(!Error::invalid("bad key").is_retryable());
         assert!(!Error::new(ErrorKind::IllegalTransition, "x").is_retryable());
+    }
+
+    #[test]
+    fn every_kind_has_a_distinct_name_that_parses_back() {
+        let names: std::collections::HashSet<&str> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name("nope"), None);
     }
 
     #[test]
