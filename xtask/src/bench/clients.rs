@@ -13,10 +13,10 @@ use backends::http::{BlobsContext, HttpConfig, Token};
 use bytes::Bytes;
 use store_api::{BlobStore, SetOptions};
 
+use super::Ctx;
 use super::load::Stats;
 use super::report::{CLIENT_WORKERS, Unit};
 use super::servers::{Node, SITE, Server};
-use super::Ctx;
 
 /// Distinct keys per worker; operations cycle through them (as in the JS script).
 const KEYS_PER_WORKER: usize = 100;
@@ -113,7 +113,8 @@ async fn prefill(store: &Arc<dyn BlobStore>, workers: usize) -> Result<()> {
 
 fn record(ctx: &mut Ctx, client: &str, op: &str, workers: usize, rate: f64, p50: f64, p99: f64) {
     let prefix = format!("client/{client}/{op}/{workers}");
-    ctx.results.set(format!("{prefix}/rate"), rate, Unit::PerSec);
+    ctx.results
+        .set(format!("{prefix}/rate"), rate, Unit::PerSec);
     ctx.results.set(format!("{prefix}/p50"), p50, Unit::Ms);
     ctx.results.set(format!("{prefix}/p99"), p99, Unit::Ms);
     ctx.progress.step(&format!(
@@ -147,7 +148,11 @@ pub async fn run(ctx: &mut Ctx, emulator: &std::path::Path, node: Option<&Node>)
                     stats.first_error.unwrap_or_default()
                 );
             }
-            let (rate, p50, p99) = (stats.rate(), stats.percentile_ms(0.5), stats.percentile_ms(0.99));
+            let (rate, p50, p99) = (
+                stats.rate(),
+                stats.percentile_ms(0.5),
+                stats.percentile_ms(0.99),
+            );
             record(ctx, "rust", op, workers, rate, p50, p99);
         }
     }
@@ -197,9 +202,17 @@ pub async fn run(ctx: &mut Ctx, emulator: &std::path::Path, node: Option<&Node>)
             }
             let p50 = v["p50_ms"].as_f64().unwrap_or(f64::NAN);
             let p99 = v["p99_ms"].as_f64().unwrap_or(f64::NAN);
-            record(ctx, "js", op, workers as usize, ops / seconds.max(1e-9), p50, p99);
+            record(
+                ctx,
+                "js",
+                op,
+                workers as usize,
+                ops / seconds.max(1e-9),
+                p50,
+                p99,
+            );
         }
     }
-    server.stop().await;
+    ctx.leftovers.extend(server.stop().await);
     Ok(())
 }

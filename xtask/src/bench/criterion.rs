@@ -87,9 +87,14 @@ fn package_args(cmd: &mut std::process::Command) {
 /// Builds every benchmark binary in the bench profile; returns the release `blobs-emulator`
 /// that cargo builds alongside the emulator's benchmarks.
 pub fn build(ctx: &Ctx) -> Result<PathBuf> {
-    ctx.progress.note("building the benchmarks and blobs-emulator (release)");
+    ctx.progress
+        .note("building the benchmarks and blobs-emulator (release)");
     let mut cmd = ctx.cargo();
-    cmd.args(["bench", "--no-run", "--message-format=json-render-diagnostics"]);
+    cmd.args([
+        "bench",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
     package_args(&mut cmd);
     for t in ALL {
         cmd.args(["--bench", t.name]);
@@ -139,7 +144,7 @@ pub fn run(ctx: &mut Ctx, target: &BenchTarget) -> Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let stdout_log = logs.join(format!("{}.log", target.name));
     let stderr_log = logs.join(format!("{}.stderr.log", target.name));
-    let paired = ctx.out.join("paired.json");
+    let paired = logs.join("paired.json");
     let _ = std::fs::remove_file(&paired);
 
     let mut cmd = ctx.cargo();
@@ -149,7 +154,10 @@ pub fn run(ctx: &mut Ctx, target: &BenchTarget) -> Result<()> {
         .args(criterion_args(ctx))
         .env("BENCH_PAIRED_OUT", &paired)
         .stdout(Stdio::piped())
-        .stderr(File::create(&stderr_log).with_context(|| format!("cannot create {}", stderr_log.display()))?);
+        .stderr(
+            File::create(&stderr_log)
+                .with_context(|| format!("cannot create {}", stderr_log.display()))?,
+        );
     let mut child = cmd.spawn().context("cannot start cargo bench")?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut log = File::create(&stdout_log)
@@ -213,10 +221,7 @@ pub fn finished_bench(line: &str, pending: &mut Option<String>) -> Option<String
         };
     }
     let first = line.chars().next();
-    if first.is_some_and(|c| !c.is_whitespace())
-        && !line.contains(' ')
-        && line.contains('/')
-    {
+    if first.is_some_and(|c| !c.is_whitespace()) && !line.contains(' ') && line.contains('/') {
         *pending = Some(line.trim().to_owned());
     }
     None
@@ -238,12 +243,21 @@ mod tests {
     fn result_lines_name_the_benchmark() {
         let mut pending = None;
         assert_eq!(
-            finished_bench("memory/set_1k           time:   [1.08 µs 1.09 µs 1.10 µs]", &mut pending),
+            finished_bench(
+                "memory/set_1k           time:   [1.08 µs 1.09 µs 1.10 µs]",
+                &mut pending
+            ),
             Some("memory/set_1k".to_owned())
         );
-        assert_eq!(finished_bench("file_durable/job_succeed", &mut pending), None);
         assert_eq!(
-            finished_bench("                        time:   [465 µs 474 µs 491 µs]", &mut pending),
+            finished_bench("file_durable/job_succeed", &mut pending),
+            None
+        );
+        assert_eq!(
+            finished_bench(
+                "                        time:   [465 µs 474 µs 491 µs]",
+                &mut pending
+            ),
             Some("file_durable/job_succeed".to_owned())
         );
         for noise in [

@@ -82,7 +82,12 @@ impl Conn {
     }
 
     /// Sends one request and reads the whole response, within [`REQUEST_TIMEOUT`].
-    pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes)> {
         let request = Request::builder()
             .method(method)
             .uri(path)

@@ -149,7 +149,12 @@ fn metrics_json(metrics: &BTreeMap<String, Metric>) -> Value {
     Value::Object(
         metrics
             .iter()
-            .map(|(id, m)| (id.clone(), json!({ "value": m.value, "unit": m.unit.as_str() })))
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    json!({ "value": m.value, "unit": m.unit.as_str() }),
+                )
+            })
             .collect(),
     )
 }
@@ -161,7 +166,9 @@ pub fn parse_metrics(json: &Value) -> Result<BTreeMap<String, Metric>> {
     };
     let mut out = BTreeMap::new();
     for (id, m) in map {
-        let value = m["value"].as_f64().with_context(|| format!("{id}: no value"))?;
+        let value = m["value"]
+            .as_f64()
+            .with_context(|| format!("{id}: no value"))?;
         let unit = m["unit"]
             .as_str()
             .and_then(Unit::parse)
@@ -292,15 +299,14 @@ impl Ratio {
     }
 }
 
-/// Server ids of the load run, in report order, with their labels.
-pub const SERVERS: [(&str, &str); 3] = [
+/// Server ids of the load run, in report order, with their labels. The in-memory emulator
+/// has no target: it shows what the storage engine costs the others.
+pub const SERVERS: [(&str, &str); 4] = [
     ("emulator_nosync", "blobs-emulator --no-fsync"),
     ("emulator_durable", "blobs-emulator (durable, fsync)"),
+    ("emulator_memory", "blobs-emulator --in-memory"),
     ("blobs_server", "BlobsServer (Node, official)"),
 ];
-
-/// The emulator with in-memory storage, whose listing time shows the storage engine's share.
-pub const EMULATOR_MEMORY: (&str, &str) = ("emulator_memory", "blobs-emulator --in-memory");
 
 /// Connection counts of the load run.
 pub const CONNECTIONS: [usize; 3] = [1, 16, 64];
@@ -345,20 +351,33 @@ pub fn ratios(results: &Results) -> Vec<Ratio> {
     let mut out = vec![
         Ratio {
             label: "GET 1 KiB, 16 connections: emulator / official server (req/s)".into(),
-            value: quotient(results, &load("emulator_nosync", "get"), &load("blobs_server", "get")),
+            value: quotient(
+                results,
+                &load("emulator_nosync", "get"),
+                &load("blobs_server", "get"),
+            ),
             percent: false,
             target: Target::AtLeast(10.0),
         },
         Ratio {
             label: "PUT 1 KiB, 16 connections: emulator --no-fsync / official server".into(),
-            value: quotient(results, &load("emulator_nosync", "put"), &load("blobs_server", "put")),
+            value: quotient(
+                results,
+                &load("emulator_nosync", "put"),
+                &load("blobs_server", "put"),
+            ),
             percent: false,
             target: Target::AtLeast(3.0),
         },
         Ratio {
-            label: "PUT 1 KiB, 16 connections: emulator durable (fsync) / official server (no fsync)"
-                .into(),
-            value: quotient(results, &load("emulator_durable", "put"), &load("blobs_server", "put")),
+            label:
+                "PUT 1 KiB, 16 connections: emulator durable (fsync) / official server (no fsync)"
+                    .into(),
+            value: quotient(
+                results,
+                &load("emulator_durable", "put"),
+                &load("blobs_server", "put"),
+            ),
             percent: false,
             target: Target::AtLeast(1.0),
         },
@@ -375,9 +394,9 @@ pub fn ratios(results: &Results) -> Vec<Ratio> {
         Ratio {
             label: "durable 1 KiB write: FileStore::set / raw disk loop (throughput, paired run)"
                 .into(),
-            value: results.get("paired/set_over_raw").or_else(|| {
-                quotient(results, RAW_DISK, "criterion/file_durable/set_1k")
-            }),
+            value: results
+                .get("paired/set_over_raw")
+                .or_else(|| quotient(results, RAW_DISK, "criterion/file_durable/set_1k")),
             percent: false,
             target: Target::AtLeast(0.8),
         },
@@ -482,7 +501,10 @@ fn criterion_tables(results: &Results, md: &mut String) {
     ] {
         let rows: Vec<_> = BACKENDS
             .iter()
-            .filter(|(b, _)| ops.iter().any(|(o, _)| present(&format!("criterion/{b}/{o}"))))
+            .filter(|(b, _)| {
+                ops.iter()
+                    .any(|(o, _)| present(&format!("criterion/{b}/{o}")))
+            })
             .collect();
         if rows.is_empty() {
             continue;
@@ -535,7 +557,12 @@ fn criterion_tables(results: &Results, md: &mut String) {
 fn load_table(results: &Results, md: &mut String) {
     let servers: Vec<_> = SERVERS
         .iter()
-        .filter(|(s, _)| results.metrics.keys().any(|k| k.starts_with(&format!("load/{s}/"))))
+        .filter(|(s, _)| {
+            results
+                .metrics
+                .keys()
+                .any(|k| k.starts_with(&format!("load/{s}/")))
+        })
         .collect();
     if servers.is_empty() {
         return;
@@ -554,7 +581,11 @@ fn load_table(results: &Results, md: &mut String) {
         for (server, label) in &servers {
             let _ = write!(md, "| {op_label} | {label} |");
             for c in CONNECTIONS {
-                let _ = write!(md, " {} |", cell(point(results, &format!("load/{server}/{op}/{c}"))));
+                let _ = write!(
+                    md,
+                    " {} |",
+                    cell(point(results, &format!("load/{server}/{op}/{c}")))
+                );
             }
             md.push('\n');
         }
@@ -583,8 +614,6 @@ fn load_table(results: &Results, md: &mut String) {
     md.push('\n');
     let lists: Vec<_> = servers
         .iter()
-        .copied()
-        .chain([&EMULATOR_MEMORY])
         .filter_map(|(s, label)| {
             results
                 .get(&format!("load/{s}/list_10000/median"))
@@ -622,7 +651,11 @@ fn client_table(results: &Results, md: &mut String, node: Option<&str>) {
         for (client, label) in [("rust", "Rust, HttpStore"), ("js", js.as_str())] {
             let _ = write!(md, "| {op} | {label} |");
             for w in CLIENT_WORKERS {
-                let _ = write!(md, " {} |", cell(point(results, &format!("client/{client}/{op}/{w}"))));
+                let _ = write!(
+                    md,
+                    " {} |",
+                    cell(point(results, &format!("client/{client}/{op}/{w}")))
+                );
             }
             md.push('\n');
         }
@@ -640,7 +673,10 @@ pub fn changes_table(name: &str, changes: &[Change]) -> String {
         changes.iter().filter(|c| c.improvement).count(),
         REGRESSION_THRESHOLD * 100.0
     );
-    let notable: Vec<_> = changes.iter().filter(|c| c.regression || c.improvement).collect();
+    let notable: Vec<_> = changes
+        .iter()
+        .filter(|c| c.regression || c.improvement)
+        .collect();
     if !notable.is_empty() {
         md.push_str("| figure | baseline | now | change | |\n|---|---|---|---|---|\n");
         for c in notable {
@@ -657,7 +693,11 @@ pub fn changes_table(name: &str, changes: &[Change]) -> String {
                 show(c.old),
                 show(c.new),
                 c.change * 100.0,
-                if c.regression { "REGRESSION" } else { "improved" }
+                if c.regression {
+                    "REGRESSION"
+                } else {
+                    "improved"
+                }
             );
         }
         md.push('\n');
@@ -679,7 +719,10 @@ pub fn markdown(results: &Results, comparison: Option<(&str, &[Change])>) -> Str
         results.date
     );
     if let (Some(blobs), Some(node)) = (&results.node, &results.node_runtime) {
-        let _ = write!(md, "; official server and client: @netlify/blobs {blobs} on Node {node}");
+        let _ = write!(
+            md,
+            "; official server and client: @netlify/blobs {blobs} on Node {node}"
+        );
     }
     md.push_str(".\n\n");
     let measured: Vec<Ratio> = ratios(results);
@@ -736,7 +779,10 @@ mod tests {
         let put = by("PUT 1 KiB, 16 connections: emulator --no-fsync");
         assert_eq!(put.value, Some(2.0));
         assert_eq!(put.passed(), Some(false));
-        assert_eq!(by("PUT 1 KiB, 16 connections: emulator durable").passed(), None);
+        assert_eq!(
+            by("PUT 1 KiB, 16 connections: emulator durable").passed(),
+            None
+        );
         let list = by("list");
         assert_eq!(list.value, Some(0.02));
         assert_eq!(list.passed(), Some(true));
@@ -774,18 +820,21 @@ mod tests {
         assert_eq!(flagged("load/x/put/16/rate"), Some(false));
         assert_eq!(flagged("load/x/get/16/p99"), None);
         assert_eq!(flagged("load/x/new/16/rate"), None);
-        assert!(changes.iter().any(|c| c.id == "criterion/memory/get_1k" && c.improvement));
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.id == "criterion/memory/get_1k" && c.improvement)
+        );
         let md = changes_table("main", &changes);
         assert!(md.contains("2 regressed and 1 improved"), "{md}");
-        assert!(md.contains("| criterion/memory/set_1k | 1.00 µs | 1.15 µs | +15.0 % | REGRESSION |"));
+        assert!(
+            md.contains("| criterion/memory/set_1k | 1.00 µs | 1.15 µs | +15.0 % | REGRESSION |")
+        );
     }
 
     #[test]
     fn baselines_round_trip_and_merge() {
-        let first = results(&[
-            ("a", 1.0, Unit::Ns),
-            ("b", 2.0, Unit::PerSec),
-        ]);
+        let first = results(&[("a", 1.0, Unit::Ns), ("b", 2.0, Unit::PerSec)]);
         let saved = merged_baseline(None, &first);
         let second = results(&[("b", 3.0, Unit::PerSec), ("c", 4.0, Unit::Ratio)]);
         let merged = parse_metrics(&merged_baseline(Some(&saved), &second)).unwrap();
@@ -814,10 +863,13 @@ mod tests {
             ("load/emulator_nosync/get/1/p50", 0.1, Unit::Ms),
             ("load/emulator_nosync/get/1/p99", 0.3, Unit::Ms),
         ]);
-        r.notes.push("the official server was skipped: node is not installed".into());
+        r.notes
+            .push("the official server was skipped: node is not installed".into());
         let md = markdown(&r, None);
         assert!(md.contains("| memory | 1.00 µs | — | — | — | — |"), "{md}");
-        assert!(md.contains("| GET | blobs-emulator --no-fsync | 9,000/s · 0.10 / 0.30 ms | — | — |"));
+        assert!(
+            md.contains("| GET | blobs-emulator --no-fsync | 9,000/s · 0.10 / 0.30 ms | — | — |")
+        );
         assert!(md.contains("node is not installed"));
         assert!(!md.contains("Clients against"));
         assert!(!md.contains("file, durable"));

@@ -39,7 +39,7 @@ pub struct Server {
     /// Closing it asks the Node script to stop.
     stdin: Option<ChildStdin>,
     /// Keeps the data directory alive as long as the server.
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -85,7 +85,7 @@ impl Server {
             target: target(addr, token),
             child,
             stdin: None,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -114,7 +114,7 @@ impl Server {
             target: target(SocketAddr::from(([127, 0, 0, 1], port)), token),
             child,
             stdin,
-            _dir: Some(dir),
+            dir: Some(dir),
         })
     }
 
@@ -124,19 +124,22 @@ impl Server {
     }
 
     /// Stops the server: the Node script on end of input, the emulator by a kill (its data
-    /// directory is thrown away anyway).
-    pub async fn stop(mut self) {
+    /// directory is thrown away anyway). Returns the data directory, which is removed when
+    /// dropped: removing tens of thousands of files can take a while on a busy disk, so the
+    /// caller chooses when.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        let mut stopped = false;
         if let Some(stdin) = self.stdin.take() {
             drop(stdin);
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            stopped = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
                 .await
-                .is_ok()
-            {
-                return;
-            }
+                .is_ok();
         }
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        if !stopped {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+        self.dir.take()
     }
 }
 

@@ -58,21 +58,27 @@ pub fn panels(results: &Results) -> Vec<Panel> {
         }
     }
     for op in ["get", "set"] {
-        let series: Vec<_> = [("rust", "Rust client (HttpStore)"), ("js", "official JS client")]
-            .iter()
-            .map(|(client, label)| {
-                let values = CLIENT_WORKERS
-                    .iter()
-                    .map(|w| results.get(&format!("client/{client}/{op}/{w}/rate")))
-                    .collect::<Vec<_>>();
-                (label.to_string(), values)
-            })
-            .filter(|(_, v)| v.iter().any(Option::is_some))
-            .collect();
+        let series: Vec<_> = [
+            ("rust", "Rust client (HttpStore)"),
+            ("js", "official JS client"),
+        ]
+        .iter()
+        .map(|(client, label)| {
+            let values = CLIENT_WORKERS
+                .iter()
+                .map(|w| results.get(&format!("client/{client}/{op}/{w}/rate")))
+                .collect::<Vec<_>>();
+            (label.to_string(), values)
+        })
+        .filter(|(_, v)| v.iter().any(Option::is_some))
+        .collect();
         if !series.is_empty() {
             out.push(Panel {
                 title: format!("client {op} 1 KiB via emulator, ops/s"),
-                categories: CLIENT_WORKERS.iter().map(|w| format!("{w} at a time")).collect(),
+                categories: CLIENT_WORKERS
+                    .iter()
+                    .map(|w| format!("{w} at a time"))
+                    .collect(),
                 series,
             });
         }
@@ -167,6 +173,8 @@ fn panel(svg: &mut String, p: &Panel, x0: f64, y0: f64) {
     let groups = p.categories.len().max(1) as f64;
     let group_w = plot_w / groups;
     let bar_w = (group_w * 0.8) / p.series.len().max(1) as f64;
+    // Value labels shrink with the bars so that neighbours do not overlap.
+    let label_size = (bar_w / 3.3).clamp(6.0, 10.0);
     for (g, category) in p.categories.iter().enumerate() {
         let gx = left + g as f64 * group_w + group_w * 0.1;
         for (s, (_, values)) in p.series.iter().enumerate() {
@@ -178,7 +186,7 @@ fn panel(svg: &mut String, p: &Panel, x0: f64, y0: f64) {
             let color = COLORS[s % COLORS.len()];
             let _ = writeln!(
                 svg,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="{label_size:.1}" text-anchor="middle">{}</text>"#,
                 bottom - h,
                 (bar_w - 2.0).max(1.0),
                 sig(v),
