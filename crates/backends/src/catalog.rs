@@ -37,7 +37,14 @@ pub struct FileCatalog {
     root: PathBuf,
     /// The settings every store is opened with.
     options: FileOptions,
+    /// One handle per store opened so far, so that every request on a store shares the
+    /// handle's listing cache; emptied when it reaches [`MAX_FILE_HANDLES`], as it holds
+    /// nothing but caches.
+    stores: Arc<Mutex<BTreeMap<String, FileStore>>>,
 }
+
+/// The most store handles a [`FileCatalog`] keeps.
+const MAX_FILE_HANDLES: usize = 10_000;
 
 impl FileCatalog {
     /// The directory that holds every store.
@@ -70,7 +77,11 @@ impl Catalog {
     pub fn file(root: PathBuf, options: FileOptions) -> Result<Self> {
         std::fs::create_dir_all(&root)
             .map_err(|e| Error::io(format!("cannot create store root {}", root.display()), e))?;
-        Ok(Catalog::File(FileCatalog { root, options }))
+        Ok(Catalog::File(FileCatalog {
+            root,
+            options,
+            stores: Arc::default(),
+        }))
     }
 
     /// A handle on the store called `name`, created empty on first use.
@@ -81,7 +92,18 @@ impl Catalog {
                 let mut stores = m.stores.lock().map_err(|_| poisoned())?;
                 Ok(Arc::new(stores.entry(name.to_owned()).or_default().clone()))
             }
-            Catalog::File(f) => Ok(Arc::new(FileStore::open(&f.root, name, f.options)?)),
+            Catalog::File(f) => {
+                let mut stores = f.stores.lock().map_err(|_| poisoned())?;
+                if let Some(store) = stores.get(name) {
+                    return Ok(Arc::new(store.clone()));
+                }
+                let store = FileStore::open(&f.root, name, f.options)?;
+                if stores.len() >= MAX_FILE_HANDLES {
+                    stores.clear();
+                }
+                stores.insert(name.to_owned(), store.clone());
+                Ok(Arc::new(store))
+            }
         }
     }
 

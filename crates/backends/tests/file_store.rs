@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use backends::{Catalog, FileOptions, FileStore, MemoryStore};
 use behaviours::Instances;
-use behaviours::helpers::{all_keys, awkward_keys, collect, put};
+use behaviours::helpers::{all_keys, awkward_keys, collect, put, stream_of};
 use bytes::Bytes;
 use store_api::{BlobStore, ErrorKind, ListOptions, SetOptions};
 
@@ -392,4 +392,98 @@ async fn file_catalog_serves_named_stores() {
         catalog.store("").unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
+}
+
+/// The chunks a `get_stream` of `key` yields.
+async fn stream_chunks(store: &FileStore, key: &str) -> Vec<Bytes> {
+    use futures_util::StreamExt as _;
+    let (_, mut stream) = store.get_stream(key).await.unwrap().unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn small_values_travel_whole_and_large_ones_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "sizes", FileOptions { fsync: false }).unwrap();
+    const K: usize = 1024;
+    // Around the 64 KiB a body is collected up to, and the ~68 KiB file read whole.
+    for size in [
+        0,
+        1,
+        K,
+        64 * K - 1,
+        64 * K,
+        64 * K + 1,
+        66 * K,
+        70 * K,
+        300 * K,
+    ] {
+        let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        // Many small chunks, as a request body arrives.
+        let body: Vec<Bytes> = value.chunks(1000).map(Bytes::copy_from_slice).collect();
+        let key = format!("v{size}");
+        let outcome = store
+            .set_stream(&key, stream_of(body), Some(size as u64), SetOptions::new())
+            .await
+            .unwrap();
+        let chunks = stream_chunks(&store, &key).await;
+        assert_eq!(chunks.concat(), value, "{size}");
+        if size <= 64 * K {
+            assert!(
+                chunks.len() <= 1,
+                "a {size}-byte value came in {}",
+                chunks.len()
+            );
+        } else if size >= 70 * K {
+            assert!(chunks.len() > 1, "a {size}-byte value came whole");
+            assert!(chunks.iter().all(|c| c.len() <= 64 * K), "{size}");
+        }
+        let blob = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(blob.value.as_ref(), value.as_slice());
+        assert_eq!(Some(&blob.info.etag), outcome.etag());
+        assert_eq!(blob.info.size, size as u64);
+    }
+    assert_no_temp_files(dir.path());
+}
+
+#[tokio::test]
+async fn failed_streamed_writes_leave_nothing_behind_at_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "failing", FileOptions { fsync: false }).unwrap();
+    let etag = put(&store, "k", b"old").await;
+    // A body that ends within the collected start, and one that goes on past it.
+    for chunks in [3, 300] {
+        let body = vec![Bytes::from(vec![7u8; 1000]); chunks];
+        let total = (chunks * 1000) as u64;
+        let err = store
+            .set_stream(
+                "k",
+                stream_of(body.clone()),
+                Some(total - 1),
+                SetOptions::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        let failing: store_api::ByteStream = Box::pin(futures_util::stream::iter(
+            body.into_iter()
+                .map(Ok)
+                .chain([Err(store_api::Error::new(ErrorKind::Io, "body cut"))]),
+        ));
+        let err = store
+            .set_stream("k", failing, None, SetOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        let blob = store.get("k").await.unwrap().unwrap();
+        assert_eq!(
+            (blob.value.as_ref(), blob.info.etag.clone()),
+            (&b"old"[..], etag.clone())
+        );
+        assert_no_temp_files(dir.path());
+    }
 }
