@@ -9,16 +9,18 @@
 //! Medians are in `target/criterion/http_emulator/<bench>/new/estimates.json`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backends::http::{HttpConfig, Token};
 use backends::{Catalog, HttpStore};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use serde_json::json;
-use store_api::{
-    BlobJobStore, BlobStore, JobId, JobStatus, JobStore, ListOptions, NewJob, SetOptions,
-};
+use store_api::{BlobStore, ListOptions, SetOptions};
+
+#[path = "../../backends/benches/support/job_ops.rs"]
+mod job_ops;
+
+use job_ops::bench_job_ops;
 
 const TOKEN: &str = "bench-token";
 const SITE: &str = "bench-site";
@@ -28,8 +30,6 @@ const LIST_KEYS: usize = 1000;
 const LIST_KEYS_LARGE: usize = 10_000;
 /// Concurrent requests that fill the listed stores.
 const FILL_TASKS: usize = 16;
-const LEASE: Duration = Duration::from_secs(600);
-const OWNER: &str = "bench-worker";
 
 fn ok<T>(result: store_api::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("store operation failed: {e}"))
@@ -133,103 +133,6 @@ fn bench_blobs(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str) {
     group.finish();
 }
 
-async fn create(jobs: &BlobJobStore<dyn BlobStore>) -> JobId {
-    ok(jobs
-        .create(NewJob::new(
-            "extract",
-            json!({ "document": "uploads/report.pdf", "criteria": ["clarity", "evidence"] }),
-        ))
-        .await)
-    .id
-}
-
-async fn remove(jobs: &BlobJobStore<dyn BlobStore>, id: &JobId) {
-    assert!(ok(jobs.delete(id).await), "the benchmark job vanished");
-}
-
-/// Times `measured` on a job prepared by `prepare`, `iters` times; preparing and deleting
-/// the job are not timed.
-async fn timed_on_fresh_jobs<P, M>(
-    jobs: &BlobJobStore<dyn BlobStore>,
-    iters: u64,
-    prepare: P,
-    measured: M,
-) -> Duration
-where
-    P: AsyncFn(&JobId),
-    M: AsyncFn(&JobId),
-{
-    let mut timed = Duration::ZERO;
-    for _ in 0..iters {
-        let id = create(jobs).await;
-        prepare(&id).await;
-        let start = Instant::now();
-        measured(&id).await;
-        timed += start.elapsed();
-        remove(jobs, &id).await;
-    }
-    timed
-}
-
-fn bench_jobs(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str) {
-    let jobs = Arc::new(BlobJobStore::new(client(url, "jobs")));
-    let mut group = c.benchmark_group(GROUP);
-
-    group.bench_function("job_create", |b| {
-        b.to_async(rt).iter_custom(|iters| {
-            let jobs = jobs.clone();
-            async move {
-                let mut timed = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    let id = create(&jobs).await;
-                    timed += start.elapsed();
-                    remove(&jobs, &id).await;
-                }
-                timed
-            }
-        });
-    });
-
-    group.bench_function("job_claim", |b| {
-        b.to_async(rt).iter_custom(|iters| {
-            let jobs = jobs.clone();
-            async move {
-                let claim = async |id: &JobId| {
-                    let job = ok(jobs.claim(id, OWNER, LEASE).await);
-                    assert_eq!(job.status, JobStatus::Running);
-                };
-                timed_on_fresh_jobs(&jobs, iters, async |_: &JobId| {}, claim).await
-            }
-        });
-    });
-
-    group.bench_function("job_succeed", |b| {
-        b.to_async(rt).iter_custom(|iters| {
-            let jobs = jobs.clone();
-            async move {
-                let claim = async |id: &JobId| {
-                    ok(jobs.claim(id, OWNER, LEASE).await);
-                };
-                let succeed = async |id: &JobId| {
-                    let job = ok(jobs.succeed(id, OWNER, json!({ "points": 30 })).await);
-                    assert_eq!(job.status, JobStatus::Succeeded);
-                };
-                timed_on_fresh_jobs(&jobs, iters, claim, succeed).await
-            }
-        });
-    });
-
-    let id = rt.block_on(create(&jobs));
-    group.bench_function("job_get", |b| {
-        b.to_async(rt).iter(|| async {
-            let job = ok(jobs.get(&id).await).unwrap_or_else(|| panic!("the job is missing"));
-            assert_eq!(job.status, JobStatus::Pending);
-        });
-    });
-    group.finish();
-}
-
 fn http_backend(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -252,7 +155,7 @@ fn http_backend(c: &mut Criterion) {
         (url, server)
     });
     bench_blobs(c, &rt, &url);
-    bench_jobs(c, &rt, &url);
+    bench_job_ops(c, &rt, GROUP, client(&url, "jobs"));
     let _ = stop.send(());
     rt.block_on(async {
         match server.await {
