@@ -31,7 +31,11 @@
 //! temporary file is renamed over the target; then the directory is fsynced and only then is
 //! the write acknowledged. A reader opens the file and so always reads one whole version, even
 //! while it is being replaced. [`FileOptions::fsync`] `false` keeps the atomicity and skips the
-//! fsyncs, for development speed.
+//! fsyncs, for development speed. It also swaps the new file with the old one
+//! (`RENAME_EXCHANGE`) and removes the old one after the lock is released, instead of renaming
+//! over it: a rename over an existing file makes ext4 (and other file systems with the same
+//! heuristic) start writing the new file's data to disk at once, which costs more than the
+//! rest of the write together.
 //!
 //! # Locking
 //!
@@ -118,8 +122,12 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileOptions {
     /// Whether to fsync files and directories before acknowledging a write (the default).
-    /// Without it writes are still atomic, but a power loss may lose acknowledged writes; use
-    /// `false` only for development speed.
+    ///
+    /// Without it writes are still atomic and a crashed or killed process loses nothing it
+    /// acknowledged, but the data reaches the disk only when the OS writes it back: a power
+    /// loss or OS crash may lose acknowledged writes, and a key overwritten shortly before may
+    /// then read as [`ErrorKind::Corrupt`] (an empty file) rather than as its old value. Use
+    /// `false` for development and tests, like the official local server, which never syncs.
     pub fsync: bool,
 }
 
@@ -996,9 +1004,17 @@ impl Inner {
             return Ok(SetOutcome::ConditionFailed);
         }
         let change = lock.begin_change()?;
-        fs::rename(&temp.path, &target.file)
-            .map_err(|e| io_error("cannot rename into", &target.file, e))?;
-        temp.disarm();
+        // Without fsync the old version is swapped out rather than replaced: see
+        // `FileOptions::fsync`. Its file, now under the temporary name, is removed (by dropping
+        // `temp`) once the lock is released.
+        let swapped_out = if !self.options.fsync && exchange(&temp.path, &target.file)? {
+            Some(temp)
+        } else {
+            fs::rename(&temp.path, &target.file)
+                .map_err(|e| io_error("cannot rename into", &target.file, e))?;
+            temp.disarm();
+            None
+        };
         let etag = written.etag.clone();
         self.list_cache.follow(&lock, &change, |cached| {
             if key.starts_with(&cached.prefix) {
@@ -1011,6 +1027,7 @@ impl Inner {
         });
         lock.end_change(change);
         drop(lock);
+        drop(swapped_out);
         self.sync_dir(&target.dir)?;
         Ok(SetOutcome::Written { etag })
     }
@@ -1190,6 +1207,27 @@ impl Inner {
         drop(lock);
         self.sync_dir(&self.dir)?;
         Ok(count)
+    }
+}
+
+/// Atomically swaps the files at `from` and `to` (`renameat2` with `RENAME_EXCHANGE`, or
+/// `renamex_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when `to` does not
+/// exist or the platform or file system cannot swap; the caller then renames instead.
+fn exchange(from: &Path, to: &Path) -> Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        use rustix::io::Errno;
+        match renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
+            Err(e) => Err(io_error("cannot swap into", to, e.into())),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    {
+        let _ = (from, to);
+        Ok(false)
     }
 }
 
@@ -1680,6 +1718,31 @@ mod tests {
         sneak_in(&store, "b");
         fs::write(&lock_path, &old).unwrap();
         assert_eq!(keys(&rt, &store), ["a", "b"]);
+    }
+
+    #[test]
+    fn exchange_swaps_two_files_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, "one").unwrap();
+        fs::write(&b, "two").unwrap();
+        let swapped = exchange(&a, &b).unwrap();
+        // Every Linux file system a temporary directory lives on (ext4, xfs, btrfs, tmpfs)
+        // can swap.
+        #[cfg(target_os = "linux")]
+        assert!(swapped);
+        if swapped {
+            assert_eq!(fs::read_to_string(&a).unwrap(), "two");
+            assert_eq!(fs::read_to_string(&b).unwrap(), "one");
+        } else {
+            // A platform or file system that cannot swap leaves both files as they were.
+            assert_eq!(fs::read_to_string(&a).unwrap(), "one");
+            assert_eq!(fs::read_to_string(&b).unwrap(), "two");
+        }
+        let missing = dir.path().join("missing");
+        assert!(!exchange(&a, &missing).unwrap());
+        assert!(!missing.exists());
+        assert!(a.exists());
     }
 
     #[test]

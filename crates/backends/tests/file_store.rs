@@ -31,6 +31,15 @@ async fn on_file(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
     assert_no_temp_files(dir.path());
 }
 
+/// [`on_file`] without fsync, where an overwrite swaps the old version out instead of
+/// renaming over it.
+async fn on_file_without_fsync(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "test-store", FileOptions { fsync: false }).unwrap();
+    behaviour(&store).await;
+    assert_no_temp_files(dir.path());
+}
+
 async fn on_memory(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
     behaviour(&MemoryStore::new()).await;
 }
@@ -55,6 +64,7 @@ async fn instances_on_memory(behaviour: impl AsyncFnOnce(Instances<'_>)) {
 }
 
 behaviours::store_behaviour_tests!(on_file, on_file);
+behaviours::store_behaviour_tests!(on_file_without_fsync, on_file_without_fsync);
 behaviours::store_behaviour_tests!(on_memory, on_memory);
 behaviours::instance_behaviour_tests!(instances_on_file, instances_on_file);
 behaviours::instance_behaviour_tests!(instances_on_memory, instances_on_memory);

@@ -70,7 +70,8 @@ struct ServeArgs {
     #[arg(long, env = "BLOBS_EMULATOR_MAX_BLOB_SIZE", value_parser = parse_size,
         default_value_t = DEFAULT_MAX_BLOB_SIZE)]
     max_blob_size: u64,
-    /// Do not fsync writes (faster, not crash-safe).
+    /// Do not fsync writes: several times faster; a killed emulator loses nothing, but a power
+    /// loss or OS crash may lose or damage recent writes.
     #[arg(long, env = "BLOBS_EMULATOR_NO_FSYNC")]
     no_fsync: bool,
     /// Entries per page of key and store listings.
