@@ -137,6 +137,17 @@ fn criterion_args(ctx: &Ctx) -> Vec<String> {
     args
 }
 
+/// Writes back what earlier benchmarks left in the page cache, so that the kernel's writeback
+/// of one group's files (tens of thousands of them without fsync) does not run during the next
+/// group and slow it. Best effort: without a `sync` command the group just runs.
+pub(super) fn settle_disk() {
+    let _ = std::process::Command::new("sync")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Runs one benchmark target, printing a progress line per finished benchmark, and records
 /// the medians (and the paired run of `stores`).
 pub fn run(ctx: &mut Ctx, target: &BenchTarget) -> Result<()> {
@@ -146,6 +157,7 @@ pub fn run(ctx: &mut Ctx, target: &BenchTarget) -> Result<()> {
     let stderr_log = logs.join(format!("{}.stderr.log", target.name));
     let paired = logs.join("paired.json");
     let _ = std::fs::remove_file(&paired);
+    settle_disk();
 
     let mut cmd = ctx.cargo();
     cmd.args(["bench", "--quiet"]);

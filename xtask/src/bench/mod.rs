@@ -434,6 +434,7 @@ fn server_label(id: &str) -> &'static str {
 /// alternate between them (GET x1 on each, PUT x1 on each, ...), so that the ratios compare
 /// figures taken seconds apart even when the machine's speed drifts.
 async fn load_run(ctx: &mut Ctx, emulator: &Path, node: Option<&Node>) -> Result<()> {
+    criterion::settle_disk();
     let token = random_token()?;
     let entry = |id: &'static str, server: Server, list: bool| Loaded {
         id,
