@@ -37,6 +37,12 @@
 //! heuristic) start writing the new file's data to disk at once, which costs more than the
 //! rest of the write together.
 //!
+//! # Reads
+//!
+//! Small files found whole in the page cache are read in place, on the async caller's thread,
+//! with system calls that fail rather than wait for the disk; anything else is read on the
+//! blocking pool.
+//!
 //! # Locking
 //!
 //! Every change (conditional or not, and deletes) holds an exclusive lock on `<store>/.lock`
@@ -508,6 +514,100 @@ fn open_blob(path: &Path, whole_max: u64) -> Result<Option<Opened>> {
     let info = decode_header(&data[PREFIX_LEN..extent], file_len, extent, path)?;
     let value = Bytes::from(data).slice(extent..);
     Ok(Some(Opened::Whole(Blob { value, info })))
+}
+
+/// Reads from the page cache alone, without ever waiting for the disk, so that the async
+/// caller can do it in place rather than on the blocking pool: the path is resolved only from
+/// cached directory entries (`openat2` with `RESOLVE_CACHED`) and the bytes are read only if
+/// cached (`preadv2` with `RWF_NOWAIT`). Returns the file's first `max` bytes (the whole file
+/// if `whole`), or `None` when that cannot be done without waiting, or on any error: the
+/// blocking path then does the read and reports what went wrong.
+#[cfg(target_os = "linux")]
+fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+    use rustix::io::{Errno, IoSliceMut, ReadWriteFlags, preadv2};
+
+    /// Cleared for good when the kernel lacks `openat2` or `RESOLVE_CACHED` (before 5.12).
+    static SUPPORTED: AtomicBool = AtomicBool::new(true);
+    if !SUPPORTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = match openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Some(CachedRead::Absent),
+        Err(Errno::NOSYS | Errno::INVAL) => {
+            SUPPORTED.store(false, Ordering::Relaxed);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let file = File::from(fd);
+    let file_len = file.metadata().ok()?.len();
+    if whole && file_len > max as u64 {
+        return None;
+    }
+    let len = usize::try_from(file_len).ok()?.min(max);
+    let mut data = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let mut bufs = [IoSliceMut::new(&mut data[filled..])];
+        match preadv2(&file, &mut bufs, filled as u64, ReadWriteFlags::NOWAIT) {
+            // Shorter than its length a moment ago: let the blocking path tell why.
+            Ok(0) => return None,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(CachedRead::Found { data, file_len })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_: &Path, _: usize, _: bool) -> Option<CachedRead> {
+    None
+}
+
+/// What [`read_cached`] found.
+enum CachedRead {
+    /// No file at the path.
+    Absent,
+    /// The file's first bytes, and its length.
+    Found { data: Vec<u8>, file_len: u64 },
+}
+
+/// [`read_blob`] of a file of at most [`WHOLE_READ`] bytes, from the page cache alone (see
+/// [`read_cached`]); `None` when that would wait, and the blocking path must read.
+fn read_blob_cached(path: &Path) -> Option<Result<Option<Blob>>> {
+    let CachedRead::Found { data, file_len } = read_cached(path, WHOLE_READ, true)? else {
+        return Some(Ok(None));
+    };
+    Some((|| {
+        let extent = header_extent(&data, file_len, path)?;
+        let info = decode_header(&data[PREFIX_LEN..extent], file_len, extent, path)?;
+        let value = Bytes::from(data).slice(extent..);
+        Ok(Some(Blob { value, info }))
+    })())
+}
+
+/// [`read_blob_info`] from the page cache alone, when the header is within the first
+/// [`HEAD_READ`] bytes; `None` when the blocking path must read.
+fn read_blob_info_cached(path: &Path) -> Option<Result<Option<BlobInfo>>> {
+    let CachedRead::Found {
+        data: head,
+        file_len,
+    } = read_cached(path, HEAD_READ, false)?
+    else {
+        return Some(Ok(None));
+    };
+    let extent = match header_extent(&head, file_len, path) {
+        Ok(extent) if extent <= head.len() => extent,
+        Ok(_) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(decode_header(&head[PREFIX_LEN..extent], file_len, extent, path).map(Some))
 }
 
 fn read_blob(path: &Path) -> Result<Option<Blob>> {
@@ -1409,12 +1509,18 @@ impl BlobStore for FileStore {
     async fn get(&self, key: &str) -> Result<Option<Blob>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
+        if let Some(read) = read_blob_cached(&path) {
+            return read;
+        }
         blocking(move || read_blob(&path)).await
     }
 
     async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
+        if let Some(read) = read_blob_info_cached(&path) {
+            return read;
+        }
         blocking(move || read_blob_info(&path)).await
     }
 
@@ -1441,7 +1547,11 @@ impl BlobStore for FileStore {
     async fn get_stream(&self, key: &str) -> Result<Option<(BlobInfo, ByteStream)>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
-        // Small values cost one trip to the blocking pool: open, header and value together.
+        // A small value in the page cache is read in place; otherwise small values cost one
+        // trip to the blocking pool: open, header and value together.
+        if let Some(read) = read_blob_cached(&path) {
+            return read.map(|found| found.map(|blob| (blob.info, once_stream(blob.value))));
+        }
         let opened = {
             let path = path.clone();
             blocking(move || open_blob(&path, WHOLE_READ as u64)).await?
@@ -1718,6 +1828,39 @@ mod tests {
         sneak_in(&store, "b");
         fs::write(&lock_path, &old).unwrap();
         assert_eq!(keys(&rt, &store), ["a", "b"]);
+    }
+
+    #[test]
+    fn reads_from_the_page_cache_agree_with_blocking_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), "c", FileOptions { fsync: false }).unwrap();
+        let rt = runtime();
+        let metadata = Metadata::from_pairs([("n", 1)]);
+        let sizes = [0, 1, 1024, WHOLE_READ - 200, WHOLE_READ, 2 * WHOLE_READ];
+        for size in sizes {
+            let key = format!("k{size}");
+            let options = SetOptions {
+                metadata: metadata.clone(),
+                ..SetOptions::default()
+            };
+            let value = Bytes::from(vec![7u8; size]);
+            rt.block_on(store.set(&key, value, options)).unwrap();
+        }
+        fs::write(store.key_path("bad").unwrap(), b"nblob01\n\xff\xff").unwrap();
+        let keys = sizes.iter().map(|s| format!("k{s}"));
+        for key in keys.chain(["absent".to_owned(), "bad".to_owned()]) {
+            let path = store.key_path(&key).unwrap();
+            let blocking = read_blob(&path).map_err(|e| e.kind());
+            match read_blob_cached(&path) {
+                Some(cached) => assert_eq!(cached.map_err(|e| e.kind()), blocking, "{key}"),
+                // Only a value too large to read whole goes to the blocking path (the files
+                // were just written, so they are in the page cache).
+                None => assert!(fs::metadata(&path).unwrap().len() > WHOLE_READ as u64),
+            }
+            let blocking = read_blob_info(&path).map_err(|e| e.kind());
+            let cached = read_blob_info_cached(&path).expect("a header in the page cache");
+            assert_eq!(cached.map_err(|e| e.kind()), blocking, "{key}");
+        }
     }
 
     #[test]
