@@ -534,7 +534,10 @@ fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
     if !SUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    // No access time update: on a journaling file system it may wait for the journal. The
+    // kernel allows `O_NOATIME` only to the file's owner; anyone else gets `EPERM` and reads
+    // on the blocking pool.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME;
     let fd = match openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Some(CachedRead::Absent),
