@@ -16,7 +16,8 @@
 //!     .lock                          the store's lock file (never removed)
 //!     <encoded key>.b                one blob: header and value in one file
 //!     <first 200 chars>/<rest>.b     a key whose encoding is longer than 200 characters
-//!     .tmp-<random>                  a write in progress (never listed)
+//!     .tmp-<random>                  a write in progress (never listed; removed after an
+//!                                    hour untouched, when its writer must have died)
 //! ```
 //!
 //! A blob file is the 8-byte magic `nblob01\n`, the length of the JSON header as a
@@ -70,7 +71,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -116,6 +119,9 @@ const LIST_READ_THREADS: usize = 4;
 /// How often a write retries creating its temporary file when a concurrent delete removed
 /// the empty directory it had just created.
 const CREATE_ATTEMPTS: usize = 16;
+/// A temporary file unchanged for this long was left by a writer that died: a live write
+/// changes its file with every chunk it receives and renames it moments after the last.
+const STALE_TEMP: Duration = Duration::from_secs(60 * 60);
 
 const BLOB_SUFFIX: &str = ".b";
 const STORE_SUFFIX: &str = ".s";
@@ -165,6 +171,8 @@ struct Inner {
     options: FileOptions,
     /// The last listing walk, shared by every clone of the handle (see [`ListCache`]).
     list_cache: ListCache,
+    /// Whether this handle has swept stale temporary files (see [`Inner::sweep_once`]).
+    swept: AtomicBool,
 }
 
 /// Where one key lives.
@@ -201,6 +209,7 @@ impl FileStore {
                 hashed,
                 options,
                 list_cache: ListCache::default(),
+                swept: AtomicBool::new(false),
             }),
         })
     }
@@ -1063,8 +1072,25 @@ impl Inner {
         Ok(())
     }
 
+    /// Before the first change made through this handle, removes the temporary files that
+    /// writers which died left in the store (see [`STALE_TEMP`]). Best effort: a file that
+    /// cannot be removed stays, never listed, as it would have anyway.
+    fn sweep_once(&self) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let removed = sweep_stale_temps(&self.dir, SystemTime::now());
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} temporary files left by interrupted writes in {}",
+                self.dir.display()
+            );
+        }
+    }
+
     /// Creates a new temporary file in `dir`, creating the directory if needed.
     fn create_temp(&self, dir: &Path) -> Result<(File, TempFile)> {
+        self.sweep_once();
         let mut last_error = None;
         for _ in 0..CREATE_ATTEMPTS {
             let path = dir.join(format!("{TEMP_PREFIX}{}", random_hex()?));
@@ -1167,6 +1193,7 @@ impl Inner {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
+        self.sweep_once();
         let target = self.key_path(key);
         // A key that is not there now is deleted as of now; no lock is needed to say so.
         if !exists(&target.file)? {
@@ -1280,6 +1307,7 @@ impl Inner {
         if !self.dir.is_dir() {
             return Ok(0);
         }
+        self.sweep_once();
         let lock = self.lock()?;
         let change = lock.begin_change()?;
         let mut found = Vec::new();
@@ -1401,6 +1429,33 @@ fn walk_keys(
         }
     }
     Ok(())
+}
+
+/// Removes the temporary files in `dir` and its chunk directories that were last modified at
+/// least [`STALE_TEMP`] before `now`; returns how many it removed.
+fn sweep_stale_temps(dir: &Path, now: SystemTime) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() && !name.starts_with('.') {
+            removed += sweep_stale_temps(&entry.path(), now);
+        } else if file_type.is_file() && name.starts_with(TEMP_PREFIX) {
+            let modified = entry.metadata().and_then(|m| m.modified());
+            let stale =
+                modified.is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= STALE_TEMP));
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 fn list_stores_blocking(root: &Path, prefix: &str) -> Result<Vec<String>> {

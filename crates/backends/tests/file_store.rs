@@ -9,7 +9,7 @@ mod behaviours;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use backends::{Catalog, FileOptions, FileStore, MemoryStore};
 use behaviours::Instances;
@@ -496,4 +496,44 @@ async fn failed_streamed_writes_leave_nothing_behind_at_any_size() {
         );
         assert_no_temp_files(dir.path());
     }
+}
+
+#[tokio::test]
+async fn temporary_files_of_dead_writers_are_swept_by_the_next_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileOptions { fsync: false };
+    let store = FileStore::open(dir.path(), "sweep", options).unwrap();
+    let long_key = "x".repeat(300);
+    put(&store, "a", b"1").await;
+    put(&store, &long_key, b"2").await;
+    let chunk_dir = store
+        .key_path(&long_key)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert_ne!(chunk_dir, store.dir());
+    // What writers killed two hours ago left, and a write in progress now.
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 60 * 60);
+    let stale = [store.dir().join(".tmp-dead1"), chunk_dir.join(".tmp-dead2")];
+    for path in &stale {
+        let file = std::fs::File::create(path).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+    let live = store.dir().join(".tmp-live");
+    std::fs::write(&live, b"partial").unwrap();
+
+    // A new handle (as after a restart) sweeps before its first change; reads leave files be.
+    let next = FileStore::open(dir.path(), "sweep", options).unwrap();
+    assert_eq!(&next.get("a").await.unwrap().unwrap().value[..], b"1");
+    assert!(stale.iter().all(|p| p.exists()));
+    put(&next, "b", b"3").await;
+    assert!(
+        stale.iter().all(|p| !p.exists()),
+        "stale temporary files stay"
+    );
+    assert!(live.exists(), "a recent temporary file was removed");
+    let (mut keys, _) = all_keys(&next, ListOptions::default()).await;
+    keys.sort();
+    assert_eq!(keys, vec!["a".to_owned(), "b".to_owned(), long_key]);
 }
