@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use backends::http::{HttpConfig, Token};
 use backends::{Catalog, FileOptions, FileStore, HttpStore, MemoryStore};
-use conformance::{Capabilities, Options, Report, Scope, SharedFactory, Verdict};
+use conformance::{Capabilities, CaseReport, Options, Report, Scope, SharedFactory, Verdict};
 use conformance_runner::{DEFAULT_STORE_NAME, process_factory, run_with_progress};
 use store_api::BlobStore;
 
@@ -372,6 +372,46 @@ fn counterexample(report: &Report) -> Option<String> {
     Some(text)
 }
 
+/// Whether `case` must fail on the backend of `report`: the memory backend is the negative
+/// control, whose instances share nothing, so every cross-instance case must catch it.
+fn is_expected_failure(report: &Report, case: &CaseReport) -> bool {
+    report.backend == "memory" && case.scope == Scope::CrossInstance
+}
+
+/// The reports as JUnit sees them: an expected failure (the negative control doing its job)
+/// is a skipped test case that quotes the failure, as test runners report an expected failure,
+/// and an expected failure that did not happen is a failed one. A CI dashboard then shows red
+/// exactly when the run differs from the expected outcome.
+fn junit_view(reports: &[Report]) -> Vec<Report> {
+    let mut view = reports.to_vec();
+    for report in &mut view {
+        let original = report.clone();
+        for (case, seen) in report.cases.iter_mut().zip(&original.cases) {
+            if !is_expected_failure(&original, seen) {
+                continue;
+            }
+            case.verdict = match &seen.verdict {
+                Verdict::Failed { message, .. } => Verdict::Skipped {
+                    reason: format!(
+                        "expected failure (negative control, instances share nothing): {}",
+                        message.lines().next().unwrap_or("failed")
+                    ),
+                },
+                Verdict::Passed | Verdict::Skipped { .. } => Verdict::Failed {
+                    message: format!(
+                        "expected to fail on {} (its instances share nothing), but it did not: \
+                         the case cannot tell a shared store from separate ones",
+                        original.backend
+                    ),
+                    timeline: Vec::new(),
+                    replay: None,
+                },
+            };
+        }
+    }
+    view
+}
+
 /// Everything that differs from the expected outcome, one sentence each.
 fn deviations(reports: &[Report]) -> Vec<String> {
     let mut out = Vec::new();
@@ -387,7 +427,7 @@ fn deviations(reports: &[Report]) -> Vec<String> {
                 }
                 Verdict::Skipped { reason } => format!("was skipped: {reason}"),
             };
-            let expected_failure = report.backend == "memory" && case.scope == Scope::CrossInstance;
+            let expected_failure = is_expected_failure(report, case);
             if expected_failure && !case.failed() {
                 out.push(format!(
                     "memory {what} on the cross-instance case {}: the suite has no teeth there",
@@ -414,7 +454,7 @@ fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     let files = [
         ("conformance.txt", text),
         ("conformance.jsonl", json),
-        ("junit.xml", conformance::junit(reports)),
+        ("junit.xml", conformance::junit(&junit_view(reports))),
         ("matrix.md", conformance::markdown_matrix(reports)),
     ];
     for (name, contents) in files {
@@ -428,7 +468,6 @@ fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conformance::CaseReport;
 
     fn case(name: &str, scope: Scope, failed: bool) -> CaseReport {
         CaseReport {
@@ -475,6 +514,32 @@ mod tests {
         assert!(deviations(&reports).is_empty());
         let text = counterexample(&reports[0]).unwrap();
         assert!(text.contains("FAILED b") && text.contains("instance 1: get"));
+    }
+
+    #[test]
+    fn junit_shows_red_exactly_where_the_outcome_is_unexpected() {
+        let reports = [
+            report(
+                "memory",
+                vec![
+                    case("single", Scope::SingleInstance, false),
+                    case("caught", Scope::CrossInstance, true),
+                    case("missed", Scope::CrossInstance, false),
+                ],
+            ),
+            report("file", vec![case("caught", Scope::CrossInstance, true)]),
+        ];
+        let xml = conformance::junit(&junit_view(&reports));
+        // memory: the expected failure is skipped, quoting it; the missed one fails.
+        assert!(
+            xml.contains("name=\"conformance.memory\" tests=\"3\" failures=\"1\" skipped=\"1\"")
+        );
+        assert!(xml.contains("<skipped message=\"expected failure (negative control, instances share nothing): boom\"/>"));
+        assert!(xml.contains("expected to fail on memory"));
+        // file: a failure is a failure.
+        assert!(xml.contains("name=\"conformance.file\" tests=\"1\" failures=\"1\" skipped=\"0\""));
+        // The reports themselves are unchanged.
+        assert!(reports[0].cases[1].failed());
     }
 
     #[test]
