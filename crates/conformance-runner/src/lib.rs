@@ -2,14 +2,13 @@
 //! opened from a store spec (in this process, or each instance a separate OS process), and a
 //! run of the suite that reports every case as soon as it finishes.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Instant;
 
 use backends::open::{OpenOptions, SITE_ID_ENV, StoreSpec, TOKEN_ENV};
+pub use conformance::Progress;
 use conformance::remote::ProcessFactory;
-use conformance::{Capabilities, CaseInfo, CaseReport, Options, Report, SharedFactory, Verdict};
+use conformance::{Capabilities, CaseInfo, CaseReport, Options, Report, SharedFactory};
 use store_api::{BlobStore, Result};
 
 /// The hidden subcommand of `blobs-conformance` that serves one instance on stdin/stdout.
@@ -94,41 +93,6 @@ pub fn backend_label(spec: &str, processes: bool) -> String {
     }
 }
 
-/// One case has finished.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress<'a> {
-    /// The backend's name in the report.
-    pub backend: &'a str,
-    /// How many cases have finished, this one included.
-    pub done: usize,
-    /// How many cases the run has.
-    pub total: usize,
-    /// The case's result.
-    pub case: &'a CaseReport,
-}
-
-impl Progress<'_> {
-    /// One line for a terminal or a CI log, such as
-    /// `[file  7/42] ok   etag_changes_on_every_write  single-instance  3 ms`.
-    pub fn line(&self) -> String {
-        let mark = match self.case.verdict {
-            Verdict::Passed => "ok  ",
-            Verdict::Failed { .. } => "FAIL",
-            Verdict::Skipped { .. } => "skip",
-        };
-        let width = self.total.to_string().len();
-        format!(
-            "[{} {:>width$}/{}] {mark} {:<58} {:<15} {:>6} ms",
-            self.backend,
-            self.done,
-            self.total,
-            self.case.name,
-            self.case.scope.as_str(),
-            self.case.millis,
-        )
-    }
-}
-
 /// A random seed, or a time-based one if the system has no randomness.
 pub fn fresh_seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
@@ -140,8 +104,9 @@ pub fn fresh_seed() -> u64 {
     })
 }
 
-/// Runs every case that `options.filter` selects, one case at a time, calling `on_case` as
-/// each one finishes, and returns the same report as [`conformance::run_shared`] would.
+/// Runs every case that `options.filter` selects, calling `on_case` on the caller's task as
+/// each one finishes (through [`Options::on_case`]), and returns the report of
+/// [`conformance::run_shared`].
 ///
 /// The run's seed is fixed up front (a fresh one unless `options.seed` is set), and each
 /// case's randomness derives from that seed and the case's name only, so the printed replay
@@ -152,39 +117,31 @@ pub async fn run_with_progress(
     options: Options,
     mut on_case: impl FnMut(&Progress<'_>),
 ) -> Report {
-    let started = Instant::now();
     let seed = options.seed.unwrap_or_else(fresh_seed);
-    let selected = selected_cases(options.filter.as_deref());
-    let total = selected.len();
-    let mut report = Report::new(options.backend.clone(), seed);
-    let mut finished: HashMap<String, CaseReport> = HashMap::new();
-    for info in &selected {
-        if finished.contains_key(info.name) {
-            continue;
+    let (sender, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let options = options.seed(seed).on_case(move |p| {
+        let _ = sender.send((p.case.clone(), p.done, p.total));
+    });
+    let mut show = |(case, done, total): (CaseReport, usize, usize), backend: &str| {
+        on_case(&Progress {
+            backend,
+            done,
+            total,
+            case: &case,
+        });
+    };
+    let backend = options.backend.clone();
+    let run = conformance::run_shared(factory, capabilities, options);
+    tokio::pin!(run);
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            Some(done) = finished.recv() => show(done, &backend),
         }
-        // The library filters by substring: a name that is part of a longer name also runs
-        // the longer case. Its result is kept, and it is not run a second time.
-        let one = options.clone().seed(seed).filter(info.name);
-        let partial = conformance::run_shared(factory.clone(), capabilities.clone(), one).await;
-        for case in partial.cases {
-            let wanted = selected.iter().any(|c| c.name == case.name);
-            if !wanted || finished.contains_key(&case.name) {
-                continue;
-            }
-            on_case(&Progress {
-                backend: &report.backend,
-                done: finished.len() + 1,
-                total,
-                case: &case,
-            });
-            finished.insert(case.name.clone(), case);
-        }
+    };
+    while let Ok(done) = finished.try_recv() {
+        show(done, &backend);
     }
-    report.cases = selected
-        .iter()
-        .filter_map(|c| finished.remove(c.name))
-        .collect();
-    report.millis = started.elapsed().as_millis() as u64;
     report
 }
 

@@ -55,8 +55,8 @@ use std::sync::Arc;
 
 pub use case::CaseInfo;
 pub use factory::{InstanceFactory, SharedFactory};
-pub use options::{Capabilities, Options, parse_seed};
-pub use report::{CaseReport, Report, Scope, Verdict, junit, markdown_matrix};
+pub use options::{Capabilities, CaseHook, Options, parse_seed};
+pub use report::{CaseReport, Progress, Report, Scope, Verdict, junit, markdown_matrix};
 
 /// Runs every case (blob store and job layer) against instances from `factory`.
 pub async fn run_all(

@@ -1,6 +1,10 @@
 //! What a backend claims (`Capabilities`) and how a run is shaped (`Options`).
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::report::Progress;
 
 /// Optional features a backend declares. Cases that need a feature the backend does not claim
 /// are reported as skipped.
@@ -97,7 +101,40 @@ pub struct Options {
     pub case_timeout: Duration,
     /// One operation that runs longer fails the case with a timeout.
     pub op_timeout: Duration,
+    /// Called as each case finishes, for progress output (see [`Options::on_case`]).
+    pub on_case: Option<CaseHook>,
 }
+
+/// A function called with the [`Progress`] of a run as each case finishes.
+#[derive(Clone)]
+pub struct CaseHook(Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+
+impl CaseHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&Progress<'_>) + Send + Sync + 'static) -> Self {
+        CaseHook(Arc::new(f))
+    }
+
+    /// Calls the hook.
+    pub fn call(&self, progress: &Progress<'_>) {
+        (self.0)(progress)
+    }
+}
+
+impl fmt::Debug for CaseHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaseHook(..)")
+    }
+}
+
+/// Two hooks are equal when they are the same function object (clones of one hook).
+impl PartialEq for CaseHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CaseHook {}
 
 impl Default for Options {
     fn default() -> Self {
@@ -113,6 +150,7 @@ impl Default for Options {
             instances: 4,
             case_timeout: Duration::from_secs(120),
             op_timeout: Duration::from_secs(20),
+            on_case: None,
         }
     }
 }
@@ -163,6 +201,18 @@ impl Options {
     /// Sets the per-operation timeout.
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout;
+        self
+    }
+
+    /// Calls `f` as each case finishes, in run order, with the case's result and how far the
+    /// run is; for progress output on long runs:
+    ///
+    /// ```
+    /// let options = conformance::Options::default().on_case(|p| eprintln!("{}", p.line()));
+    /// # let _ = options;
+    /// ```
+    pub fn on_case(mut self, f: impl Fn(&Progress<'_>) + Send + Sync + 'static) -> Self {
+        self.on_case = Some(CaseHook::new(f));
         self
     }
 }

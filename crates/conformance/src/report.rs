@@ -232,6 +232,41 @@ impl Report {
     }
 }
 
+/// One case has finished: what [`crate::Options::on_case`] hooks receive.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// The backend's name in the report.
+    pub backend: &'a str,
+    /// How many cases have finished, this one included.
+    pub done: usize,
+    /// How many cases the run has.
+    pub total: usize,
+    /// The case's result.
+    pub case: &'a CaseReport,
+}
+
+impl Progress<'_> {
+    /// One line for a terminal or a CI log, such as
+    /// `[file  7/42] ok   etag_changes_on_every_write  single-instance  3 ms`.
+    pub fn line(&self) -> String {
+        let mark = match self.case.verdict {
+            Verdict::Passed => "ok  ",
+            Verdict::Failed { .. } => "FAIL",
+            Verdict::Skipped { .. } => "skip",
+        };
+        let width = self.total.to_string().len();
+        format!(
+            "[{} {:>width$}/{}] {mark} {:<58} {:<15} {:>6} ms",
+            self.backend,
+            self.done,
+            self.total,
+            self.case.name,
+            self.case.scope.as_str(),
+            self.case.millis,
+        )
+    }
+}
+
 /// JUnit XML for several backends: one `<testsuite>` each.
 pub fn junit(reports: &[Report]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");

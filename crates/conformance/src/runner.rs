@@ -9,7 +9,7 @@ use crate::case::Case;
 use crate::ctx::Ctx;
 use crate::factory::SharedFactory;
 use crate::options::{Capabilities, Options};
-use crate::report::{CaseReport, Report, Verdict};
+use crate::report::{CaseReport, Progress, Report, Verdict};
 
 /// A random 64-bit number, or a time-based one if the system has no randomness.
 pub(crate) fn random_u64() -> u64 {
@@ -60,10 +60,12 @@ pub(crate) async fn run_cases(
     let seed = options.seed.unwrap_or_else(random_u64);
     let run_prefix = format!("conformance-{:012x}/", random_u64() >> 16);
     let mut report = Report::new(options.backend.clone(), seed);
-    let selected = cases
+    let selected: Vec<Case> = cases
         .into_iter()
-        .filter(|c| options.filter.as_deref().is_none_or(|f| c.name.contains(f)));
-    for (index, case) in selected.enumerate() {
+        .filter(|c| options.filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
+    let total = selected.len();
+    for (index, case) in selected.into_iter().enumerate() {
         let case_started = Instant::now();
         let missing = case.needs.iter().find_map(|n| n.missing(&caps));
         let verdict = if let Some(reason) = missing {
@@ -114,6 +116,14 @@ pub(crate) async fn run_cases(
             verdict,
             millis: case_started.elapsed().as_millis() as u64,
         });
+        if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {
+            hook.call(&Progress {
+                backend: &report.backend,
+                done: index + 1,
+                total,
+                case,
+            });
+        }
     }
     report.millis = started.elapsed().as_millis() as u64;
     report
