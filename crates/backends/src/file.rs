@@ -41,8 +41,8 @@
 //! # Reads
 //!
 //! Small files found whole in the page cache are read in place, on the async caller's thread,
-//! with system calls that fail rather than wait for the disk; anything else is read on the
-//! blocking pool.
+//! with system calls that fail rather than wait for the disk (spending tokio's cooperative
+//! budget, since they never yield); anything else is read on the blocking pool.
 //!
 //! # Locking
 //!
@@ -71,9 +71,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -171,8 +170,8 @@ struct Inner {
     options: FileOptions,
     /// The last listing walk, shared by every clone of the handle (see [`ListCache`]).
     list_cache: ListCache,
-    /// Whether this handle has swept stale temporary files (see [`Inner::sweep_once`]).
-    swept: AtomicBool,
+    /// When this handle last swept stale temporary files (see [`Inner::sweep`]).
+    swept: Mutex<Option<Instant>>,
 }
 
 /// Where one key lives.
@@ -209,7 +208,7 @@ impl FileStore {
                 hashed,
                 options,
                 list_cache: ListCache::default(),
-                swept: AtomicBool::new(false),
+                swept: Mutex::new(None),
             }),
         })
     }
@@ -446,9 +445,16 @@ fn decode_header(json: &[u8], file_len: u64, extent: usize, path: &Path) -> Resu
     })
 }
 
-/// Opens a file, or `None` if it does not exist.
+/// Opens a file for reading, or `None` if it does not exist. `O_NONBLOCK` changes nothing for
+/// a regular file, but keeps a FIFO someone put at a key's path from blocking the open forever
+/// (reading it then finds a damaged blob).
 fn open_existing(path: &Path) -> Result<Option<File>> {
-    match File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("cannot open", path, e)),
@@ -538,15 +544,18 @@ fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
     use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
     use rustix::io::{Errno, IoSliceMut, ReadWriteFlags, preadv2};
 
-    /// Cleared for good when the kernel lacks `openat2` or `RESOLVE_CACHED` (before 5.12).
+    /// Cleared for good when the kernel lacks `openat2` or `RESOLVE_CACHED` (before 5.12), or
+    /// a file system cannot read without waiting (`EOPNOTSUPP` from `RWF_NOWAIT`, as on FUSE),
+    /// so that such a process stops paying for attempts that cannot succeed.
     static SUPPORTED: AtomicBool = AtomicBool::new(true);
     if !SUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
     // No access time update: on a journaling file system it may wait for the journal. The
     // kernel allows `O_NOATIME` only to the file's owner; anyone else gets `EPERM` and reads
-    // on the blocking pool.
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME;
+    // on the blocking pool. `O_NONBLOCK` keeps a FIFO or device file at a key's path from
+    // blocking the open; anything but a regular file then goes to the blocking path.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME | OFlags::NONBLOCK;
     let fd = match openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Some(CachedRead::Absent),
@@ -557,7 +566,11 @@ fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
         Err(_) => return None,
     };
     let file = File::from(fd);
-    let file_len = file.metadata().ok()?.len();
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let file_len = meta.len();
     if whole && file_len > max as u64 {
         return None;
     }
@@ -571,6 +584,10 @@ fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
             Ok(0) => return None,
             Ok(n) => filled += n,
             Err(Errno::INTR) => {}
+            Err(Errno::OPNOTSUPP) => {
+                SUPPORTED.store(false, Ordering::Relaxed);
+                return None;
+            }
             Err(_) => return None,
         }
     }
@@ -1072,12 +1089,19 @@ impl Inner {
         Ok(())
     }
 
-    /// Before the first change made through this handle, removes the temporary files that
-    /// writers which died left in the store (see [`STALE_TEMP`]). Best effort: a file that
-    /// cannot be removed stays, never listed, as it would have anyway.
-    fn sweep_once(&self) {
-        if self.swept.swap(true, Ordering::Relaxed) {
-            return;
+    /// Before the first change made through this handle, and before the first change after
+    /// every [`STALE_TEMP`] since the last sweep, removes the temporary files that writers
+    /// which died left in the store (those untouched for [`STALE_TEMP`]). Best effort: a file
+    /// that cannot be removed stays, never listed, as it would have anyway.
+    fn sweep(&self) {
+        {
+            let Ok(mut last) = self.swept.lock() else {
+                return;
+            };
+            if last.is_some_and(|at| at.elapsed() < STALE_TEMP) {
+                return;
+            }
+            *last = Some(Instant::now());
         }
         let removed = sweep_stale_temps(&self.dir, SystemTime::now());
         if removed > 0 {
@@ -1090,7 +1114,7 @@ impl Inner {
 
     /// Creates a new temporary file in `dir`, creating the directory if needed.
     fn create_temp(&self, dir: &Path) -> Result<(File, TempFile)> {
-        self.sweep_once();
+        self.sweep();
         let mut last_error = None;
         for _ in 0..CREATE_ATTEMPTS {
             let path = dir.join(format!("{TEMP_PREFIX}{}", random_hex()?));
@@ -1136,7 +1160,9 @@ impl Inner {
         // Without fsync the old version is swapped out rather than replaced: see
         // `FileOptions::fsync`. Its file, now under the temporary name, is removed (by dropping
         // `temp`) once the lock is released.
-        let swapped_out = if !self.options.fsync && exchange(&temp.path, &target.file)? {
+        // Only an existing target can be swapped; `IfNew` has just seen that there is none.
+        let swap = !self.options.fsync && !matches!(condition, Condition::IfNew);
+        let swapped_out = if swap && exchange(&temp.path, &target.file) {
             Some(temp)
         } else {
             fs::rename(&temp.path, &target.file)
@@ -1193,7 +1219,7 @@ impl Inner {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        self.sweep_once();
+        self.sweep();
         let target = self.key_path(key);
         // A key that is not there now is deleted as of now; no lock is needed to say so.
         if !exists(&target.file)? {
@@ -1307,7 +1333,7 @@ impl Inner {
         if !self.dir.is_dir() {
             return Ok(0);
         }
-        self.sweep_once();
+        self.sweep();
         let lock = self.lock()?;
         let change = lock.begin_change()?;
         let mut found = Vec::new();
@@ -1342,23 +1368,19 @@ impl Inner {
 }
 
 /// Atomically swaps the files at `from` and `to` (`renameat2` with `RENAME_EXCHANGE`, or
-/// `renamex_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when `to` does not
-/// exist or the platform or file system cannot swap; the caller then renames instead.
-fn exchange(from: &Path, to: &Path) -> Result<bool> {
+/// `renamex_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when it could not:
+/// `to` does not exist, the platform or file system cannot swap, or any other error. A failed
+/// swap changes nothing, so the caller then renames, which reports a real failure.
+fn exchange(from: &Path, to: &Path) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
-        use rustix::io::Errno;
-        match renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE) {
-            Ok(()) => Ok(true),
-            Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
-            Err(e) => Err(io_error("cannot swap into", to, e.into())),
-        }
+        renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE).is_ok()
     }
     #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
     {
         let _ = (from, to);
-        Ok(false)
+        false
     }
 }
 
@@ -1567,6 +1589,9 @@ impl BlobStore for FileStore {
     async fn get(&self, key: &str) -> Result<Option<Blob>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
+        // Reading in place never returns `Pending`: spend coop budget so that a loop of
+        // cached reads still lets the runtime run timers and other tasks.
+        tokio::task::coop::consume_budget().await;
         if let Some(read) = read_blob_cached(&path) {
             return read;
         }
@@ -1576,6 +1601,7 @@ impl BlobStore for FileStore {
     async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
+        tokio::task::coop::consume_budget().await;
         if let Some(read) = read_blob_info_cached(&path) {
             return read;
         }
@@ -1607,6 +1633,9 @@ impl BlobStore for FileStore {
         let path = self.inner.key_path(key).file;
         // A small value in the page cache is read in place; otherwise small values cost one
         // trip to the blocking pool: open, header and value together.
+        // Reading in place never returns `Pending`: spend coop budget so that a loop of
+        // cached reads still lets the runtime run timers and other tasks.
+        tokio::task::coop::consume_budget().await;
         if let Some(read) = read_blob_cached(&path) {
             return read.map(|found| found.map(|blob| (blob.info, once_stream(blob.value))));
         }
@@ -1927,7 +1956,7 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         fs::write(&a, "one").unwrap();
         fs::write(&b, "two").unwrap();
-        let swapped = exchange(&a, &b).unwrap();
+        let swapped = exchange(&a, &b);
         // Every Linux file system a temporary directory lives on (ext4, xfs, btrfs, tmpfs)
         // can swap.
         #[cfg(target_os = "linux")]
@@ -1941,7 +1970,7 @@ mod tests {
             assert_eq!(fs::read_to_string(&b).unwrap(), "two");
         }
         let missing = dir.path().join("missing");
-        assert!(!exchange(&a, &missing).unwrap());
+        assert!(!exchange(&a, &missing));
         assert!(!missing.exists());
         assert!(a.exists());
     }

@@ -537,3 +537,61 @@ async fn temporary_files_of_dead_writers_are_swept_by_the_next_handle() {
     keys.sort();
     assert_eq!(keys, vec!["a".to_owned(), "b".to_owned(), long_key]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_a_key_path_is_damage_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    put(&store, "good", b"fine").await;
+    let fifo = store.key_path("pipe").unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo failed");
+    let bound = Duration::from_secs(10);
+    let got = tokio::time::timeout(bound, store.get("pipe")).await;
+    assert_eq!(
+        got.expect("get hung").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let head = tokio::time::timeout(bound, store.get_metadata("pipe")).await;
+    assert_eq!(
+        head.expect("get_metadata hung").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let streamed = tokio::time::timeout(bound, store.get_stream("pipe")).await;
+    assert!(streamed.expect("get_stream hung").is_err());
+    assert_eq!(
+        store.get("good").await.unwrap().unwrap().value.as_ref(),
+        b"fine"
+    );
+}
+
+/// Cached reads complete without waiting, so they must still let a single-threaded runtime
+/// run its timers: a timeout around an endless loop of reads fires.
+#[test]
+fn a_loop_of_cached_reads_yields_to_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        put(&store, "k", b"v").await;
+        let started = Instant::now();
+        let reads = async {
+            // Bounded in count and time, in case the timeout never fires.
+            for _ in 0..2_000_000 {
+                if started.elapsed() > Duration::from_secs(20) {
+                    break;
+                }
+                store.get("k").await.unwrap();
+            }
+        };
+        let fired = tokio::time::timeout(Duration::from_millis(100), reads).await;
+        assert!(
+            fired.is_err(),
+            "the reads ran to their bound: the timer never ran"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    });
+}
