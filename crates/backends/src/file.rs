@@ -261,6 +261,14 @@ fn check_store_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `read`, a read from the page cache that never waits (see [`read_cached`]), on the
+/// async worker. It never returns `Pending`, so it spends tokio's cooperative budget first:
+/// a loop of such reads still lets the runtime run timers and other tasks.
+async fn in_place<T>(read: impl FnOnce() -> Option<T>) -> Option<T> {
+    tokio::task::coop::consume_budget().await;
+    read()
+}
+
 /// Runs blocking file work off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -525,10 +533,16 @@ fn open_blob(path: &Path, whole_max: u64) -> Result<Option<Opened>> {
     let len = usize::try_from(file_len).map_err(|_| corrupt(path, "file is too large"))?;
     let mut data = vec![0u8; len];
     read_exact(&mut file, &mut data, path)?;
+    Ok(Some(Opened::Whole(parse_whole(data, path)?)))
+}
+
+/// The blob in `data`, the whole content of the blob file at `path`.
+fn parse_whole(data: Vec<u8>, path: &Path) -> Result<Blob> {
+    let file_len = data.len() as u64;
     let extent = header_extent(&data, file_len, path)?;
     let info = decode_header(&data[PREFIX_LEN..extent], file_len, extent, path)?;
     let value = Bytes::from(data).slice(extent..);
-    Ok(Some(Opened::Whole(Blob { value, info })))
+    Ok(Blob { value, info })
 }
 
 /// Reads from the page cache alone, without ever waiting for the disk, so that the async
@@ -610,15 +624,10 @@ enum CachedRead {
 /// [`read_blob`] of a file of at most [`WHOLE_READ`] bytes, from the page cache alone (see
 /// [`read_cached`]); `None` when that would wait, and the blocking path must read.
 fn read_blob_cached(path: &Path) -> Option<Result<Option<Blob>>> {
-    let CachedRead::Found { data, file_len } = read_cached(path, WHOLE_READ, true)? else {
+    let CachedRead::Found { data, .. } = read_cached(path, WHOLE_READ, true)? else {
         return Some(Ok(None));
     };
-    Some((|| {
-        let extent = header_extent(&data, file_len, path)?;
-        let info = decode_header(&data[PREFIX_LEN..extent], file_len, extent, path)?;
-        let value = Bytes::from(data).slice(extent..);
-        Ok(Some(Blob { value, info }))
-    })())
+    Some(parse_whole(data, path).map(Some))
 }
 
 /// [`read_blob_info`] from the page cache alone, when the header is within the first
@@ -1589,10 +1598,7 @@ impl BlobStore for FileStore {
     async fn get(&self, key: &str) -> Result<Option<Blob>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
-        // Reading in place never returns `Pending`: spend coop budget so that a loop of
-        // cached reads still lets the runtime run timers and other tasks.
-        tokio::task::coop::consume_budget().await;
-        if let Some(read) = read_blob_cached(&path) {
+        if let Some(read) = in_place(|| read_blob_cached(&path)).await {
             return read;
         }
         blocking(move || read_blob(&path)).await
@@ -1601,8 +1607,7 @@ impl BlobStore for FileStore {
     async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
         validate_key(key)?;
         let path = self.inner.key_path(key).file;
-        tokio::task::coop::consume_budget().await;
-        if let Some(read) = read_blob_info_cached(&path) {
+        if let Some(read) = in_place(|| read_blob_info_cached(&path)).await {
             return read;
         }
         blocking(move || read_blob_info(&path)).await
@@ -1633,10 +1638,7 @@ impl BlobStore for FileStore {
         let path = self.inner.key_path(key).file;
         // A small value in the page cache is read in place; otherwise small values cost one
         // trip to the blocking pool: open, header and value together.
-        // Reading in place never returns `Pending`: spend coop budget so that a loop of
-        // cached reads still lets the runtime run timers and other tasks.
-        tokio::task::coop::consume_budget().await;
-        if let Some(read) = read_blob_cached(&path) {
+        if let Some(read) = in_place(|| read_blob_cached(&path)).await {
             return read.map(|found| found.map(|blob| (blob.info, once_stream(blob.value))));
         }
         let opened = {
