@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use backends::http::{HttpConfig, Token};
-use backends::{Catalog, FileOptions, FileStore, HttpStore, MemoryStore};
-use conformance::{Capabilities, CaseReport, Options, Report, Scope, SharedFactory, Verdict};
-use conformance_runner::{DEFAULT_STORE_NAME, process_factory, run_with_progress};
-use store_api::BlobStore;
+use blobjobs_backends::http::{HttpConfig, Token};
+use blobjobs_backends::{Catalog, FileOptions, FileStore, HttpStore, MemoryStore};
+use blobjobs_conformance::{
+    Capabilities, CaseReport, Options, Report, Scope, SharedFactory, Verdict,
+};
+use blobjobs_conformance_runner::{DEFAULT_STORE_NAME, process_factory, run_with_progress};
+use blobjobs_store_api::BlobStore;
 
 /// The site the HTTP backend talks to on the emulator.
 const SITE_ID: &str = "conformance-site";
@@ -69,8 +71,10 @@ fn parse_args(args: &[String]) -> Result<Option<Args>> {
             }
             "--seed" => {
                 let v = value("--seed")?;
-                parsed.seed =
-                    Some(conformance::parse_seed(&v).with_context(|| format!("bad --seed {v:?}"))?);
+                parsed.seed = Some(
+                    blobjobs_conformance::parse_seed(&v)
+                        .with_context(|| format!("bad --seed {v:?}"))?,
+                );
             }
             "--filter" => parsed.filter = Some(value("--filter")?),
             "--out" => parsed.out = Some(PathBuf::from(value("--out")?)),
@@ -104,13 +108,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     options.seed = Some(
         args.seed
             .or(options.seed)
-            .unwrap_or_else(conformance_runner::fresh_seed),
+            .unwrap_or_else(blobjobs_conformance_runner::fresh_seed),
     );
     if args.filter.is_some() {
         options.filter = args.filter.clone();
     }
     if let Some(filter) = &options.filter
-        && conformance_runner::selected_cases(Some(filter)).is_empty()
+        && blobjobs_conformance_runner::selected_cases(Some(filter)).is_empty()
     {
         bail!("no case matches the filter {filter:?}");
     }
@@ -133,7 +137,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let reports = runtime.block_on(run_backends(&runner, &options, args.emulator_memory))?;
     drop(runtime);
 
-    println!("{}", conformance::markdown_matrix(&reports));
+    println!("{}", blobjobs_conformance::markdown_matrix(&reports));
     if let Some(memory) = reports.iter().find(|r| r.backend == "memory")
         && let Some(text) = counterexample(memory)
     {
@@ -185,13 +189,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
 /// Builds `blobs-conformance` (the instance program of the separate-process backend) and
 /// returns its path, as cargo reports it.
 fn build_runner() -> Result<PathBuf> {
-    eprintln!("==> cargo build -p conformance-runner");
+    eprintln!("==> cargo build -p blobjobs-conformance-runner");
     let mut cmd = crate::cargo();
     cmd.args([
         "build",
         "--quiet",
         "-p",
-        "conformance-runner",
+        "blobjobs-conformance-runner",
         "--bin",
         "blobs-conformance",
         "--message-format=json-render-diagnostics",
@@ -200,7 +204,7 @@ fn build_runner() -> Result<PathBuf> {
     let output = cmd.output().context("cannot start cargo build")?;
     if !output.status.success() {
         bail!(
-            "cargo build -p conformance-runner failed ({})",
+            "cargo build -p blobjobs-conformance-runner failed ({})",
             output.status
         );
     }
@@ -241,8 +245,8 @@ async fn run_backends(
         .context("cannot bind the emulator")?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = emulator::Config::new(catalog, token.clone());
-    let server = tokio::spawn(emulator::serve(listener, config, async move {
+    let config = blobjobs_emulator::Config::new(catalog, token.clone());
+    let server = tokio::spawn(blobjobs_emulator::serve(listener, config, async move {
         let _ = stopped.await;
     }));
 
@@ -453,8 +457,11 @@ fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     let files = [
         ("conformance.txt", text),
         ("conformance.jsonl", json),
-        ("junit.xml", conformance::junit(&junit_view(reports))),
-        ("matrix.md", conformance::markdown_matrix(reports)),
+        (
+            "junit.xml",
+            blobjobs_conformance::junit(&junit_view(reports)),
+        ),
+        ("matrix.md", blobjobs_conformance::markdown_matrix(reports)),
     ];
     for (name, contents) in files {
         let path = out.join(name);
@@ -528,7 +535,7 @@ mod tests {
             ),
             report("file", vec![case("caught", Scope::CrossInstance, true)]),
         ];
-        let xml = conformance::junit(&junit_view(&reports));
+        let xml = blobjobs_conformance::junit(&junit_view(&reports));
         // memory: the expected failure is skipped, quoting it; the missed one fails.
         assert!(
             xml.contains("name=\"conformance.memory\" tests=\"3\" failures=\"1\" skipped=\"1\"")

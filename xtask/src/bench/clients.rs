@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use backends::HttpStore;
-use backends::http::{BlobsContext, HttpConfig, Token};
+use blobjobs_backends::HttpStore;
+use blobjobs_backends::http::{BlobsContext, HttpConfig, Token};
+use blobjobs_store_api::{BlobStore, SetOptions};
 use bytes::Bytes;
-use store_api::{BlobStore, SetOptions};
 
 use super::Ctx;
 use super::load::Stats;

@@ -14,7 +14,7 @@ use super::report::Unit;
 
 /// The packages holding benchmarks. They are always built together, so that cargo resolves
 /// features once and never rebuilds between two runs.
-const PACKAGES: [&str; 2] = ["backends", "emulator"];
+const PACKAGES: [&str; 2] = ["blobjobs-backends", "blobjobs-emulator"];
 
 /// A criterion benchmark target and the benchmark ids it produces.
 #[derive(Debug, Clone, Copy)]

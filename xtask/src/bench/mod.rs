@@ -301,7 +301,7 @@ pub fn run(root: &Path, raw_args: &[String]) -> Result<()> {
     };
     let mut results = Results {
         machine: report::Machine::detect(),
-        date: store_api::Timestamp::now().to_rfc3339(),
+        date: blobjobs_store_api::Timestamp::now().to_rfc3339(),
         mode: if args.quick { "quick" } else { "full" }.to_owned(),
         groups: args.groups.iter().map(|g| (*g).to_owned()).collect(),
         node: node.as_ref().map(|n| n.blobs_version.clone()),

@@ -1,0 +1,556 @@
+//! Opening any backend from one string, so that a binary, a test or a serverless function
+//! can be pointed at a store by configuration alone.
+//!
+//! | spec | store |
+//! |---|---|
+//! | `memory://` | a new, empty [`MemoryStore`]: this process only |
+//! | `file://PATH` | the [`FileStore`] named `store_name` under directory `PATH` |
+//! | `netlify://` or an empty spec | an [`HttpStore`] configured by `NETLIFY_BLOBS_CONTEXT` |
+//! | `http://HOST:PORT[/PATH]` | an [`HttpStore`] for a server such as the emulator |
+//! | `https://HOST[:PORT][/PATH]` | the same over TLS (the `tls` feature, on by default) |
+//!
+//! Netlify and `http(s)://` specs take query parameters:
+//!
+//! * `consistency=strong|eventual` (default `strong`: every read sees the latest write,
+//!   which compare-and-swap loops such as the job store need);
+//! * `region=R` (one of [`REGIONS`](crate::http::REGIONS));
+//! * `deploy` or `deploy=ID`: open a deploy store (named `store_name` unless it is empty)
+//!   instead of a site store, for the configured or the given deploy;
+//! * for `http(s)://` only: `site=ID` (the site ID; default `NETLIFY_BLOBS_SITE_ID`, then
+//!   [`DEFAULT_SITE_ID`]) and `mode=edge|api` (default `edge`).
+//!
+//! The token of an `http://` spec comes from [`OpenOptions::token`] or the
+//! `NETLIFY_BLOBS_TOKEN` environment variable, **never from the spec**: a spec holding a
+//! `token` parameter or a password is refused, and error messages never repeat the spec's
+//! query.
+//!
+//! `https://` endpoints (a `https://` spec, or the URLs of `NETLIFY_BLOBS_CONTEXT`, as on
+//! Netlify itself) are checked against the built-in webpki root certificates and, if
+//! [`OpenOptions::extra_root_pem`] or the `NETLIFY_BLOBS_CA_FILE` environment variable
+//! ([`CA_FILE_ENV`]) names a PEM file, its certificates too. Without the `tls` feature they
+//! fail with [`ErrorKind::InvalidInput`](blobjobs_store_api::ErrorKind::InvalidInput).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blobjobs_store_api::{BlobStore, Error, Result, validate_store_name};
+
+use crate::file::{FileOptions, FileStore};
+use crate::http::{
+    BlobsContext, CA_FILE_ENV, CONTEXT_ENV, ClientOptions, Consistency, HttpStore, RetryPolicy,
+    StoreKind, Token,
+};
+use crate::memory::MemoryStore;
+
+/// The environment variable that holds the token of an `http://` spec.
+pub const TOKEN_ENV: &str = "NETLIFY_BLOBS_TOKEN";
+/// The environment variable that holds the site ID of an `http://` spec.
+pub const SITE_ID_ENV: &str = "NETLIFY_BLOBS_SITE_ID";
+/// The site ID of an `http://` spec when none is given (the emulator's default site).
+pub const DEFAULT_SITE_ID: &str = "local-site";
+
+/// Where environment variables are read from: the process environment by default, or a
+/// fixed map (tests, or a host that passes configuration explicitly).
+#[derive(Clone, Default)]
+pub enum Env {
+    /// `std::env::var`.
+    #[default]
+    Process,
+    /// These variables and no others.
+    Map(Arc<HashMap<String, String>>),
+}
+
+impl Env {
+    /// An environment made of `pairs` only.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env::Map(Arc::new(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ))
+    }
+
+    /// The value of `name`, if set.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match self {
+            Env::Process => std::env::var(name).ok(),
+            Env::Map(map) => map.get(name).cloned(),
+        }
+    }
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets (the token, the context); show names only.
+        match self {
+            Env::Process => f.write_str("Env::Process"),
+            Env::Map(map) => {
+                let mut names: Vec<&String> = map.keys().collect();
+                names.sort();
+                f.debug_tuple("Env::Map").field(&names).finish()
+            }
+        }
+    }
+}
+
+/// What [`open_store_with`] uses besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The token of an `http://` spec; `NETLIFY_BLOBS_TOKEN` when `None`.
+    pub token: Option<Token>,
+    /// The site ID of an `http://` spec; the spec's `site=`, `NETLIFY_BLOBS_SITE_ID` or
+    /// [`DEFAULT_SITE_ID`] when `None`.
+    pub site_id: Option<String>,
+    /// Retries and timeouts of HTTP stores.
+    pub retry: RetryPolicy,
+    /// Where environment variables come from.
+    pub env: Env,
+    /// Settings of file stores.
+    pub file: FileOptions,
+    /// A PEM file of extra root certificates trusted by HTTP stores for `https://`;
+    /// `NETLIFY_BLOBS_CA_FILE` ([`CA_FILE_ENV`]) when `None`.
+    pub extra_root_pem: Option<PathBuf>,
+}
+
+impl OpenOptions {
+    /// The extra root certificate file: the option, else a non-empty [`CA_FILE_ENV`].
+    fn ca_file(&self) -> Option<PathBuf> {
+        self.extra_root_pem.clone().or_else(|| {
+            self.env
+                .var(CA_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+}
+
+/// A parsed store spec (see the [module docs](self)).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `memory://`.
+    Memory,
+    /// `file://PATH`.
+    File(PathBuf),
+    /// `netlify://` or empty: the environment context.
+    Netlify(Params),
+    /// `http://…` or `https://…`: a server at this base URL.
+    Http {
+        /// The URL without its query.
+        url: String,
+        /// Its query parameters.
+        params: Params,
+    },
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Memory => f.write_str("Memory"),
+            StoreSpec::File(p) => f.debug_tuple("File").field(p).finish(),
+            StoreSpec::Netlify(p) => f.debug_tuple("Netlify").field(p).finish(),
+            StoreSpec::Http { url, params } => f
+                .debug_struct("Http")
+                .field("url", url)
+                .field("params", params)
+                .finish(),
+        }
+    }
+}
+
+/// The query parameters of a Netlify or `http://` spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    /// `consistency`.
+    pub consistency: Option<Consistency>,
+    /// `region`.
+    pub region: Option<String>,
+    /// `deploy` (`Some(None)`) or `deploy=ID` (`Some(Some(ID))`).
+    pub deploy: Option<Option<String>>,
+    /// `site`.
+    pub site: Option<String>,
+    /// `mode=api`.
+    pub api_mode: bool,
+}
+
+impl StoreSpec {
+    /// Parses a spec. Errors never include the spec's query, which could hold a secret
+    /// pasted by mistake.
+    pub fn parse(spec: &str) -> Result<StoreSpec> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Ok(StoreSpec::Netlify(Params::default()));
+        }
+        let Some((scheme, rest)) = spec.split_once("://") else {
+            return Err(Error::invalid(
+                "a store spec looks like memory://, file://PATH, netlify:// or http://HOST:PORT",
+            ));
+        };
+        match scheme {
+            "memory" => {
+                if rest.is_empty() {
+                    Ok(StoreSpec::Memory)
+                } else {
+                    Err(Error::invalid("memory:// takes nothing after the scheme"))
+                }
+            }
+            "file" => {
+                if rest.is_empty() {
+                    return Err(Error::invalid("file:// needs a directory: file://PATH"));
+                }
+                Ok(StoreSpec::File(PathBuf::from(rest)))
+            }
+            "netlify" => {
+                let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
+                if !host.is_empty() && host != "/" {
+                    return Err(Error::invalid(
+                        "netlify:// takes no host; the context comes from NETLIFY_BLOBS_CONTEXT",
+                    ));
+                }
+                let params = parse_params(query)?;
+                if params.site.is_some() || params.api_mode {
+                    return Err(Error::invalid(
+                        "site and mode come from NETLIFY_BLOBS_CONTEXT for netlify://",
+                    ));
+                }
+                Ok(StoreSpec::Netlify(params))
+            }
+            "http" | "https" => {
+                let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let authority = base.split('/').next().unwrap_or("");
+                if authority.contains('@') {
+                    return Err(Error::invalid(
+                        "a store url must not hold credentials; set NETLIFY_BLOBS_TOKEN instead",
+                    ));
+                }
+                if authority.is_empty() {
+                    return Err(Error::invalid("the store url has no host"));
+                }
+                Ok(StoreSpec::Http {
+                    url: format!("{scheme}://{base}"),
+                    params: parse_params(query)?,
+                })
+            }
+            _ => Err(Error::invalid(format!(
+                "unknown store scheme {scheme:?}; use memory://, file://, netlify:// or http://"
+            ))),
+        }
+    }
+
+    /// Opens the store called `store_name` that this spec names.
+    pub fn open(&self, store_name: &str, options: &OpenOptions) -> Result<Arc<dyn BlobStore>> {
+        match self {
+            StoreSpec::Memory => {
+                validate_store_name(store_name)?;
+                Ok(Arc::new(MemoryStore::new()))
+            }
+            StoreSpec::File(root) => Ok(Arc::new(FileStore::open(root, store_name, options.file)?)),
+            StoreSpec::Netlify(params) => {
+                let context = BlobsContext::from_lookup(&|name| options.env.var(name));
+                if context.is_none() {
+                    return Err(Error::invalid(format!(
+                        "netlify:// needs {CONTEXT_ENV}; set it or use an http:// spec"
+                    )));
+                }
+                let client = ClientOptions {
+                    region: params.region.clone(),
+                    consistency: params.consistency.unwrap_or(Consistency::Strong),
+                    retry: options.retry.clone(),
+                    extra_root_pem: options.ca_file(),
+                    ..ClientOptions::default()
+                };
+                let kind = kind_of(store_name, params);
+                Ok(Arc::new(HttpStore::open(&client, context.as_ref(), &kind)?))
+            }
+            StoreSpec::Http { url, params } => {
+                let token = match &options.token {
+                    Some(token) => token.clone(),
+                    None => options.env.var(TOKEN_ENV).map(Token::new).ok_or_else(|| {
+                        Error::invalid(format!("an http:// store needs a token: set {TOKEN_ENV}"))
+                    })?,
+                };
+                let site_id = options
+                    .site_id
+                    .clone()
+                    .or_else(|| params.site.clone())
+                    .or_else(|| options.env.var(SITE_ID_ENV))
+                    .unwrap_or_else(|| DEFAULT_SITE_ID.to_owned());
+                let mut client = ClientOptions {
+                    site_id: Some(site_id),
+                    token: Some(token),
+                    region: params.region.clone(),
+                    consistency: params.consistency.unwrap_or(Consistency::Strong),
+                    retry: options.retry.clone(),
+                    extra_root_pem: options.ca_file(),
+                    ..ClientOptions::default()
+                };
+                if params.api_mode {
+                    client.api_url = Some(url.clone());
+                } else {
+                    client.edge_url = Some(url.clone());
+                    client.uncached_edge_url = Some(url.clone());
+                }
+                // A deploy store needs a region in edge mode; a single server has one.
+                let context = params.deploy.as_ref().map(|_| BlobsContext {
+                    primary_region: Some("dev".to_owned()),
+                    ..BlobsContext::default()
+                });
+                let kind = kind_of(store_name, params);
+                Ok(Arc::new(HttpStore::open(&client, context.as_ref(), &kind)?))
+            }
+        }
+    }
+}
+
+fn kind_of(store_name: &str, params: &Params) -> StoreKind {
+    match &params.deploy {
+        Some(deploy_id) => StoreKind::Deploy {
+            deploy_id: deploy_id.clone(),
+            name: (!store_name.is_empty()).then(|| store_name.to_owned()),
+        },
+        None => StoreKind::from_name(store_name),
+    }
+}
+
+fn parse_params(query: &str) -> Result<Params> {
+    let mut params = Params::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (pair, None),
+        };
+        let value_of = |v: Option<&str>| -> Result<String> {
+            let text = String::from_utf8(crate::http::percent_decode(v.unwrap_or("")))
+                .map_err(|_| Error::invalid(format!("store spec parameter {name} is not utf-8")))?;
+            if text.is_empty() {
+                return Err(Error::invalid(format!(
+                    "store spec parameter {name} needs a value"
+                )));
+            }
+            Ok(text)
+        };
+        match name {
+            "token" | "access_token" | "password" => {
+                return Err(Error::invalid(format!(
+                    "the token must not be in the store spec; set {TOKEN_ENV} instead"
+                )));
+            }
+            "consistency" => {
+                params.consistency = Some(match value_of(value)?.as_str() {
+                    "strong" => Consistency::Strong,
+                    "eventual" => Consistency::Eventual,
+                    _ => return Err(Error::invalid("consistency must be strong or eventual")),
+                });
+            }
+            "region" => params.region = Some(value_of(value)?),
+            "deploy" => {
+                params.deploy = Some(match value {
+                    None | Some("") => None,
+                    Some(_) => Some(value_of(value)?),
+                });
+            }
+            "site" => params.site = Some(value_of(value)?),
+            "mode" => {
+                params.api_mode = match value_of(value)?.as_str() {
+                    "api" => true,
+                    "edge" => false,
+                    _ => return Err(Error::invalid("mode must be edge or api")),
+                };
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown store spec parameter {name:?}"
+                )));
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// Opens the store called `store_name` from `spec` (see the [module docs](self)), reading
+/// the environment of this process.
+///
+/// ```no_run
+/// # async fn run() -> blobjobs_store_api::Result<()> {
+/// let jobs = blobjobs_backends::open::open_store("file://./blobs", "rubric-jobs")?;
+/// jobs.set("hello", "world".into(), Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub fn open_store(spec: &str, store_name: &str) -> Result<Arc<dyn BlobStore>> {
+    open_store_with(spec, store_name, &OpenOptions::default())
+}
+
+/// Like [`open_store`], with explicit options.
+pub fn open_store_with(
+    spec: &str,
+    store_name: &str,
+    options: &OpenOptions,
+) -> Result<Arc<dyn BlobStore>> {
+    StoreSpec::parse(spec)?.open(store_name, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blobjobs_store_api::ErrorKind;
+
+    fn env(pairs: &[(&str, &str)]) -> OpenOptions {
+        OpenOptions {
+            env: Env::from_pairs(pairs.iter().copied()),
+            ..OpenOptions::default()
+        }
+    }
+
+    #[test]
+    fn specs_parse() {
+        assert_eq!(StoreSpec::parse("memory://").unwrap(), StoreSpec::Memory);
+        assert_eq!(
+            StoreSpec::parse("file:///tmp/x").unwrap(),
+            StoreSpec::File(PathBuf::from("/tmp/x"))
+        );
+        assert_eq!(
+            StoreSpec::parse("").unwrap(),
+            StoreSpec::Netlify(Params::default())
+        );
+        let StoreSpec::Http { url, params } =
+            StoreSpec::parse("http://127.0.0.1:4733?site=s1&mode=api&consistency=eventual")
+                .unwrap()
+        else {
+            panic!("not http");
+        };
+        assert_eq!(url, "http://127.0.0.1:4733");
+        assert_eq!(params.site.as_deref(), Some("s1"));
+        assert!(params.api_mode);
+        assert_eq!(params.consistency, Some(Consistency::Eventual));
+        for bad in [
+            "ftp://x",
+            "nothing",
+            "memory://x",
+            "file://",
+            "http://?site=a",
+            "netlify://host",
+        ] {
+            assert_eq!(
+                StoreSpec::parse(bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_in_specs_are_refused_without_being_repeated() {
+        for spec in [
+            "http://127.0.0.1:1?token=hunter2secret",
+            "http://user:hunter2secret@127.0.0.1:1",
+            "netlify://?token=hunter2secret",
+        ] {
+            let err = StoreSpec::parse(spec).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            assert!(!err.to_string().contains("hunter2secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn http_specs_need_a_token_from_options_or_env() {
+        let err = open_store_with("http://127.0.0.1:1", "s", &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let store =
+            open_store_with("http://127.0.0.1:1", "s", &env(&[(TOKEN_ENV, "tok-9")])).unwrap();
+        let text = format!("{store:?}");
+        assert!(
+            text.contains("local-site") && !text.contains("tok-9"),
+            "{text}"
+        );
+        let store = open_store_with(
+            "http://127.0.0.1:1?site=mine",
+            "s",
+            &env(&[(TOKEN_ENV, "t"), (SITE_ID_ENV, "theirs")]),
+        )
+        .unwrap();
+        assert!(format!("{store:?}").contains("\"mine\""));
+    }
+
+    #[test]
+    fn netlify_specs_read_the_context() {
+        let err = open_store_with("netlify://", "s", &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let ctx = BlobsContext {
+            site_id: Some("ctx-site".into()),
+            token: Some(Token::new("ctx-secret")),
+            edge_url: Some("http://127.0.0.1:9".into()),
+            uncached_edge_url: Some("http://127.0.0.1:10".into()),
+            deploy_id: Some("d1".into()),
+            primary_region: Some("dev".into()),
+            ..BlobsContext::default()
+        };
+        let options = env(&[(CONTEXT_ENV, &ctx.encode())]);
+        let store = open_store_with("", "jobs", &options).unwrap();
+        let text = format!("{store:?}");
+        assert!(
+            text.contains("ctx-site") && text.contains("site:jobs"),
+            "{text}"
+        );
+        assert!(!text.contains("ctx-secret"));
+        let deploy = open_store_with("netlify://?deploy", "x", &options).unwrap();
+        assert!(format!("{deploy:?}").contains("deploy:d1:x"));
+    }
+
+    #[test]
+    fn https_specs_open_only_with_tls() {
+        let result = open_store_with("https://127.0.0.1:1", "s", &env(&[(TOKEN_ENV, "t")]));
+        if cfg!(feature = "tls") {
+            assert!(result.is_ok());
+        } else {
+            assert_eq!(
+                result.err().map(|e| e.kind()),
+                Some(ErrorKind::InvalidInput)
+            );
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_ca_file_comes_from_options_or_env_and_must_be_readable() {
+        let missing = std::env::temp_dir().join("no-such-dir-for-ca/ca.pem");
+        let missing = missing.to_str().unwrap();
+        let err = open_store_with(
+            "https://127.0.0.1:1",
+            "s",
+            &env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, missing)]),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        // The option wins over the environment.
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        let options = OpenOptions {
+            extra_root_pem: Some(empty),
+            ..env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, missing)])
+        };
+        let err = open_store_with("https://127.0.0.1:1", "s", &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // An empty variable is no file.
+        assert!(
+            open_store_with(
+                "https://127.0.0.1:1",
+                "s",
+                &env(&[(TOKEN_ENV, "t"), (CA_FILE_ENV, "")])
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn memory_and_file_specs_open() {
+        assert!(open_store("memory://", "s").is_ok());
+        assert!(open_store("memory://", "").is_err());
+        let dir = std::env::temp_dir();
+        assert!(open_store(&format!("file://{}", dir.display()), "s").is_ok());
+    }
+}

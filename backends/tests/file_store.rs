@@ -1,0 +1,599 @@
+//! The shared `BlobStore` and job store behaviours (`support/behaviours.rs`) on the file
+//! backend and the memory backend, then checks that only the file backend can pass (files on
+//! disk, damaged files, several handles, named stores).
+
+#![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
+
+#[path = "support/behaviours.rs"]
+mod behaviours;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use behaviours::Instances;
+use behaviours::helpers::{all_keys, awkward_keys, collect, put, stream_of};
+use blobjobs_backends::{Catalog, FileOptions, FileStore, MemoryStore};
+use blobjobs_store_api::{BlobStore, ErrorKind, ListOptions, SetOptions};
+use bytes::Bytes;
+
+fn file_store(dir: &Path) -> FileStore {
+    FileStore::open(dir, "test-store", FileOptions::default()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared behaviours on both backends
+
+/// Runs a store behaviour on a fresh file store, then checks it left no temporary file.
+async fn on_file(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
+    let dir = tempfile::tempdir().unwrap();
+    behaviour(&file_store(dir.path())).await;
+    assert_no_temp_files(dir.path());
+}
+
+/// [`on_file`] without fsync, where an overwrite swaps the old version out instead of
+/// renaming over it.
+async fn on_file_without_fsync(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "test-store", FileOptions { fsync: false }).unwrap();
+    behaviour(&store).await;
+    assert_no_temp_files(dir.path());
+}
+
+async fn on_memory(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
+    behaviour(&MemoryStore::new()).await;
+}
+
+/// Instances are separate `FileStore` handles on one directory, as separate processes open
+/// them (without fsync, which changes nothing the behaviours can see).
+async fn instances_on_file(behaviour: impl AsyncFnOnce(Instances<'_>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = || -> Arc<dyn BlobStore> {
+        let options = FileOptions { fsync: false };
+        Arc::new(FileStore::open(dir.path(), "instances", options).unwrap())
+    };
+    behaviour(&instance).await;
+    assert_no_temp_files(dir.path());
+}
+
+/// Instances are clones of one `MemoryStore`: handles within one process, which share data.
+async fn instances_on_memory(behaviour: impl AsyncFnOnce(Instances<'_>)) {
+    let shared = MemoryStore::new();
+    let instance = || -> Arc<dyn BlobStore> { Arc::new(shared.clone()) };
+    behaviour(&instance).await;
+}
+
+behaviours::store_behaviour_tests!(on_file, on_file);
+behaviours::store_behaviour_tests!(on_file_without_fsync, on_file_without_fsync);
+behaviours::store_behaviour_tests!(on_memory, on_memory);
+behaviours::instance_behaviour_tests!(instances_on_file, instances_on_file);
+behaviours::instance_behaviour_tests!(instances_on_memory, instances_on_memory);
+
+/// Both backends keep the millisecond of the last write, and listings and reads agree on it
+/// exactly (the shared round trip holds every backend only to the second).
+async fn listings_and_reads_agree_on_last_modified(store: &dyn BlobStore) {
+    for key in ["t", "t/deeper", &"t".repeat(450)] {
+        put(store, key, b"v").await;
+        let info = store.get_metadata(key).await.unwrap().unwrap();
+        let page = store.list(ListOptions::new().prefix(key)).await.unwrap();
+        let entry = page.blobs.iter().find(|e| e.key == key).unwrap();
+        assert_eq!(entry.last_modified, info.last_modified, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn listings_and_reads_agree_on_last_modified_on_file() {
+    on_file(listings_and_reads_agree_on_last_modified).await;
+}
+
+#[tokio::test]
+async fn listings_and_reads_agree_on_last_modified_on_memory() {
+    on_memory(listings_and_reads_agree_on_last_modified).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// File backend only
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_temp_files(dir: &Path) {
+    let temps: Vec<PathBuf> = files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
+}
+
+#[tokio::test]
+async fn file_names_are_encoded_and_stay_inside_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    for key in awkward_keys() {
+        put(&store, &key, b"x").await;
+        let path = store.key_path(&key).unwrap();
+        assert!(
+            path.starts_with(store.dir()),
+            "{key:?} maps outside: {path:?}"
+        );
+        for part in path.strip_prefix(store.dir()).unwrap().components() {
+            let part = part.as_os_str().to_str().unwrap();
+            assert!(part.len() <= 255, "{part}");
+            assert!(!part.starts_with('.'), "{part}");
+            assert!(part.bytes().all(|b| b.is_ascii_graphic()), "{part}");
+        }
+    }
+    // Nothing but the store's own directory appears under the root.
+    let top: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(top.len(), 1);
+    for file in files_under(dir.path()) {
+        assert!(file.starts_with(store.dir()));
+    }
+}
+
+#[tokio::test]
+async fn temp_and_foreign_files_are_never_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let long = "q".repeat(450);
+    put(&store, "real", b"1").await;
+    put(&store, &long, b"2").await;
+    let chunk_dir = store
+        .key_path(&long)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for stray in [
+        store.dir().join(".tmp-0123456789abcdef"),
+        store.dir().join(".tmp-x.b"),
+        chunk_dir.join(".tmp-feedfacefeedface"),
+        store.dir().join("Upper.b"),
+        store.dir().join("%61.b"),
+        store.dir().join("junk"),
+        store.dir().join("bad%ZZ.b"),
+    ] {
+        std::fs::write(&stray, b"not a blob").unwrap();
+    }
+    let (keys, _) = all_keys(&store, ListOptions::new()).await;
+    assert_eq!(keys, [long.clone(), "real".to_owned()]);
+}
+
+#[tokio::test]
+async fn damaged_files_are_corrupt_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    put(&store, "good", b"fine").await;
+    let good = std::fs::read(store.key_path("good").unwrap()).unwrap();
+    let mut short = good.clone();
+    short.pop();
+    let mut long = good.clone();
+    long.push(b'!');
+    let mut bad_json = good.clone();
+    bad_json[13] = b'#';
+    let mut huge_len = good.clone();
+    huge_len[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("garbage", b"this is not a blob file at all".to_vec()),
+        ("short", short),
+        ("long", long),
+        ("bad-json", bad_json),
+        ("huge-len", huge_len),
+        ("magic-only", good[..8].to_vec()),
+    ];
+    for (key, bytes) in &cases {
+        put(&store, key, b"placeholder").await;
+        std::fs::write(store.key_path(key).unwrap(), bytes).unwrap();
+        assert_eq!(
+            store.get(key).await.unwrap_err().kind(),
+            ErrorKind::Corrupt,
+            "{key}"
+        );
+        assert_eq!(
+            store.get_metadata(key).await.unwrap_err().kind(),
+            ErrorKind::Corrupt,
+            "{key}"
+        );
+        let streamed = match store.get_stream(key).await {
+            Err(e) => Err(e),
+            Ok(Some((_, stream))) => collect(stream).await.map(|_| ()),
+            Ok(None) => panic!("{key} vanished"),
+        };
+        assert_eq!(streamed.unwrap_err().kind(), ErrorKind::Corrupt, "{key}");
+        let err = store
+            .list(ListOptions::new().prefix(*key))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{key}");
+        // An unconditional write or a delete repairs the key.
+        put(&store, key, b"repaired").await;
+        assert_eq!(
+            store.get(key).await.unwrap().unwrap().value.as_ref(),
+            b"repaired"
+        );
+    }
+    assert_eq!(
+        store.get("good").await.unwrap().unwrap().value.as_ref(),
+        b"fine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_partial_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "partial", FileOptions { fsync: false }).unwrap();
+    put(&store, "v", &[0u8; 1000]).await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 1..=60u32 {
+                // Every version is one repeated byte, of a length that differs per version.
+                let len = 200_000 + (i as usize % 7) * 150_000;
+                put(&store, "v", &vec![i as u8; len]).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut reads = 0;
+    while !writer.is_finished() && Instant::now() < deadline {
+        let blob = store.get("v").await.unwrap().unwrap();
+        assert_eq!(blob.value.len() as u64, blob.info.size);
+        let first = blob.value[0];
+        assert!(
+            blob.value.iter().all(|b| *b == first),
+            "mixed versions in one read"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+}
+
+#[tokio::test]
+async fn two_handles_share_one_directory_and_stores_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::open(dir.path(), "site-1/deploy:abc:x", FileOptions::default()).unwrap();
+    let b = FileStore::open(
+        dir.path(),
+        "site-1/deploy:abc:x",
+        FileOptions { fsync: false },
+    )
+    .unwrap();
+    let other = FileStore::open(dir.path(), "site-1/deploy:abc:y", FileOptions::default()).unwrap();
+    let etag = put(&a, "k", b"from a").await;
+    let seen = b.get("k").await.unwrap().unwrap();
+    assert_eq!(seen.value.as_ref(), b"from a");
+    assert_eq!(seen.info.etag, etag);
+    assert!(other.get("k").await.unwrap().is_none());
+    let outcome = b
+        .set(
+            "k",
+            Bytes::from_static(b"from b"),
+            SetOptions::new().if_match(etag),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.is_written());
+    assert_eq!(a.get("k").await.unwrap().unwrap().value.as_ref(), b"from b");
+}
+
+#[tokio::test]
+async fn named_stores_are_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_name = format!("site/{}", "ü".repeat(509));
+    assert_eq!(long_name.len(), 1023);
+    let names = [
+        "site-1/deploy:abc:x",
+        "site-1/other",
+        "Site-2",
+        "ü",
+        "site-1/empty",
+    ];
+    for name in names.iter().copied().chain([long_name.as_str()]) {
+        let store = FileStore::open(dir.path(), name, FileOptions { fsync: false }).unwrap();
+        if name == "site-1/empty" {
+            put(&store, "gone", b"x").await;
+            store.delete("gone").await.unwrap();
+        } else {
+            put(&store, "a", b"1").await;
+            put(&store, &"z/".repeat(150), b"2").await;
+        }
+    }
+    let mut expected: Vec<String> = ["site-1/deploy:abc:x", "site-1/other", "Site-2", "ü"]
+        .into_iter()
+        .map(String::from)
+        .chain([long_name.clone()])
+        .collect();
+    expected.sort();
+    assert_eq!(
+        FileStore::list_stores(dir.path(), "").await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        FileStore::list_stores(dir.path(), "site-1/").await.unwrap(),
+        ["site-1/deploy:abc:x", "site-1/other"]
+    );
+    assert_eq!(
+        FileStore::list_stores(dir.path(), "site/").await.unwrap(),
+        std::slice::from_ref(&long_name)
+    );
+    let long = FileStore::open(dir.path(), &long_name, FileOptions::default()).unwrap();
+    assert_eq!(long.get("a").await.unwrap().unwrap().value.as_ref(), b"1");
+
+    assert_eq!(
+        FileStore::delete_store(dir.path(), "site-1/other")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        FileStore::delete_store(dir.path(), &long_name)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        FileStore::delete_store(dir.path(), "never-made")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        FileStore::list_stores(dir.path(), "").await.unwrap(),
+        ["Site-2", "site-1/deploy:abc:x", "ü"]
+    );
+    assert!(long.get("a").await.unwrap().is_none());
+    // A deleted store can be written again.
+    put(&long, "again", b"3").await;
+    assert_eq!(
+        long.get("again").await.unwrap().unwrap().value.as_ref(),
+        b"3"
+    );
+
+    for bad in [String::new(), "n".repeat(1025)] {
+        let err = FileStore::open(dir.path(), &bad, FileOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    assert!(
+        FileStore::list_stores(dir.path().join("absent"), "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn file_catalog_serves_named_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("new-root");
+    let catalog = Catalog::file(root.clone(), FileOptions { fsync: false }).unwrap();
+    assert!(root.is_dir());
+    let store = catalog.store("site:a").unwrap();
+    put(store.as_ref(), "k", b"v").await;
+    // A second handle on the same name, even from a second catalog, sees the key.
+    let again = Catalog::file(root.clone(), FileOptions::default()).unwrap();
+    let seen = again
+        .store("site:a")
+        .unwrap()
+        .get("k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.value.as_ref(), b"v");
+    assert_eq!(catalog.list_stores("site").await.unwrap(), ["site:a"]);
+    assert_eq!(catalog.delete_store("site:a").await.unwrap(), 1);
+    assert!(again.list_stores("").await.unwrap().is_empty());
+    assert_eq!(
+        catalog.store("").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+/// The chunks a `get_stream` of `key` yields.
+async fn stream_chunks(store: &FileStore, key: &str) -> Vec<Bytes> {
+    use futures_util::StreamExt as _;
+    let (_, mut stream) = store.get_stream(key).await.unwrap().unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn small_values_travel_whole_and_large_ones_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "sizes", FileOptions { fsync: false }).unwrap();
+    const K: usize = 1024;
+    // Around the 64 KiB a body is collected up to, and the ~68 KiB file read whole.
+    for size in [
+        0,
+        1,
+        K,
+        64 * K - 1,
+        64 * K,
+        64 * K + 1,
+        66 * K,
+        70 * K,
+        300 * K,
+    ] {
+        let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        // Many small chunks, as a request body arrives.
+        let body: Vec<Bytes> = value.chunks(1000).map(Bytes::copy_from_slice).collect();
+        let key = format!("v{size}");
+        let outcome = store
+            .set_stream(&key, stream_of(body), Some(size as u64), SetOptions::new())
+            .await
+            .unwrap();
+        let chunks = stream_chunks(&store, &key).await;
+        assert_eq!(chunks.concat(), value, "{size}");
+        if size <= 64 * K {
+            assert!(
+                chunks.len() <= 1,
+                "a {size}-byte value came in {}",
+                chunks.len()
+            );
+        } else if size >= 70 * K {
+            assert!(chunks.len() > 1, "a {size}-byte value came whole");
+            assert!(chunks.iter().all(|c| c.len() <= 64 * K), "{size}");
+        }
+        let blob = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(blob.value.as_ref(), value.as_slice());
+        assert_eq!(Some(&blob.info.etag), outcome.etag());
+        assert_eq!(blob.info.size, size as u64);
+    }
+    assert_no_temp_files(dir.path());
+}
+
+#[tokio::test]
+async fn failed_streamed_writes_leave_nothing_behind_at_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), "failing", FileOptions { fsync: false }).unwrap();
+    let etag = put(&store, "k", b"old").await;
+    // A body that ends within the collected start, and one that goes on past it.
+    for chunks in [3, 300] {
+        let body = vec![Bytes::from(vec![7u8; 1000]); chunks];
+        let total = (chunks * 1000) as u64;
+        let err = store
+            .set_stream(
+                "k",
+                stream_of(body.clone()),
+                Some(total - 1),
+                SetOptions::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        let failing: blobjobs_store_api::ByteStream =
+            Box::pin(futures_util::stream::iter(body.into_iter().map(Ok).chain(
+                [Err(blobjobs_store_api::Error::new(
+                    ErrorKind::Io,
+                    "body cut",
+                ))],
+            )));
+        let err = store
+            .set_stream("k", failing, None, SetOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        let blob = store.get("k").await.unwrap().unwrap();
+        assert_eq!(
+            (blob.value.as_ref(), blob.info.etag.clone()),
+            (&b"old"[..], etag.clone())
+        );
+        assert_no_temp_files(dir.path());
+    }
+}
+
+#[tokio::test]
+async fn temporary_files_of_dead_writers_are_swept_by_the_next_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileOptions { fsync: false };
+    let store = FileStore::open(dir.path(), "sweep", options).unwrap();
+    let long_key = "x".repeat(300);
+    put(&store, "a", b"1").await;
+    put(&store, &long_key, b"2").await;
+    let chunk_dir = store
+        .key_path(&long_key)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert_ne!(chunk_dir, store.dir());
+    // What writers killed two hours ago left, and a write in progress now.
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 60 * 60);
+    let stale = [store.dir().join(".tmp-dead1"), chunk_dir.join(".tmp-dead2")];
+    for path in &stale {
+        let file = std::fs::File::create(path).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+    let live = store.dir().join(".tmp-live");
+    std::fs::write(&live, b"partial").unwrap();
+
+    // A new handle (as after a restart) sweeps before its first change; reads leave files be.
+    let next = FileStore::open(dir.path(), "sweep", options).unwrap();
+    assert_eq!(&next.get("a").await.unwrap().unwrap().value[..], b"1");
+    assert!(stale.iter().all(|p| p.exists()));
+    put(&next, "b", b"3").await;
+    assert!(
+        stale.iter().all(|p| !p.exists()),
+        "stale temporary files stay"
+    );
+    assert!(live.exists(), "a recent temporary file was removed");
+    let (mut keys, _) = all_keys(&next, ListOptions::default()).await;
+    keys.sort();
+    assert_eq!(keys, vec!["a".to_owned(), "b".to_owned(), long_key]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_a_key_path_is_damage_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    put(&store, "good", b"fine").await;
+    let fifo = store.key_path("pipe").unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo failed");
+    let bound = Duration::from_secs(10);
+    let got = tokio::time::timeout(bound, store.get("pipe")).await;
+    assert_eq!(
+        got.expect("get hung").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let head = tokio::time::timeout(bound, store.get_metadata("pipe")).await;
+    assert_eq!(
+        head.expect("get_metadata hung").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let streamed = tokio::time::timeout(bound, store.get_stream("pipe")).await;
+    assert!(streamed.expect("get_stream hung").is_err());
+    assert_eq!(
+        store.get("good").await.unwrap().unwrap().value.as_ref(),
+        b"fine"
+    );
+}
+
+/// Cached reads complete without waiting, so they must still let a single-threaded runtime
+/// run its timers: a timeout around an endless loop of reads fires.
+#[test]
+fn a_loop_of_cached_reads_yields_to_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        put(&store, "k", b"v").await;
+        let started = Instant::now();
+        let reads = async {
+            // Bounded in count and time, in case the timeout never fires.
+            for _ in 0..2_000_000 {
+                if started.elapsed() > Duration::from_secs(20) {
+                    break;
+                }
+                store.get("k").await.unwrap();
+            }
+        };
+        let fired = tokio::time::timeout(Duration::from_millis(100), reads).await;
+        assert!(
+            fired.is_err(),
+            "the reads ran to their bound: the timer never ran"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    });
+}

@@ -1,0 +1,598 @@
+//! What a case works with: instances under the run's random prefix, a shared manual clock,
+//! and a timeline of every operation that a failure report shows.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use blobjobs_store_api::{
+    Blob, BlobInfo, BlobJobStore, BlobStore, Condition, Error, ErrorKind, Etag, Job, JobFilter,
+    JobId, JobPage, JobStore, JobStoreConfig, ListOptions, ListPage, ManualClock, NewJob, Result,
+    SetOptions, SetOutcome, Timestamp,
+};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::factory::SharedFactory;
+use crate::options::{Capabilities, Options};
+
+/// The time every case's manual clock starts at (2026-01-01T00:00:00Z).
+pub(crate) const CLOCK_START_MS: u64 = 1_767_225_600_000;
+
+/// Why a case failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    /// A timeline of its own (model-based cases build one); otherwise the case's log is used.
+    pub(crate) timeline: Option<Vec<String>>,
+    pub(crate) replay: Option<String>,
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            timeline: None,
+            replay: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::new(format!("unexpected error ({}): {}", e.kind(), e.message()))
+    }
+}
+
+/// The operations of one case, in the order they returned.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline(Mutex<Vec<String>>);
+
+/// Lines kept per case; a longer timeline keeps its end, where the failure is.
+const TIMELINE_KEEP: usize = 60;
+
+impl Timeline {
+    pub(crate) fn push(&self, line: String) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(line);
+        }
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
+        if lines.len() > TIMELINE_KEEP {
+            let mut tail = vec![format!(
+                "… {} earlier operations",
+                lines.len() - TIMELINE_KEEP
+            )];
+            tail.extend_from_slice(&lines[lines.len() - TIMELINE_KEEP..]);
+            tail
+        } else {
+            lines
+        }
+    }
+}
+
+/// A store seen through a key prefix, so that runs and cases never see each other's keys.
+#[derive(Debug)]
+pub(crate) struct Scoped {
+    inner: Arc<dyn BlobStore>,
+    prefix: String,
+}
+
+impl Scoped {
+    pub(crate) fn new(inner: Arc<dyn BlobStore>, prefix: String) -> Self {
+        Scoped { inner, prefix }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn strip(&self, key: String) -> Result<String> {
+        match key.strip_prefix(&self.prefix) {
+            Some(rest) => Ok(rest.to_owned()),
+            None => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("listing returned {key:?}, which is outside the listed prefix"),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for Scoped {
+    async fn get(&self, key: &str) -> Result<Option<Blob>> {
+        self.inner.get(&self.full(key)).await
+    }
+
+    async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
+        self.inner.get_metadata(&self.full(key)).await
+    }
+
+    async fn set(&self, key: &str, value: Bytes, options: SetOptions) -> Result<SetOutcome> {
+        self.inner.set(&self.full(key), value, options).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(&self.full(key)).await
+    }
+
+    async fn list(&self, mut options: ListOptions) -> Result<ListPage> {
+        options.prefix = self.full(&options.prefix);
+        let page = self.inner.list(options).await?;
+        let mut blobs = Vec::with_capacity(page.blobs.len());
+        for mut entry in page.blobs {
+            entry.key = self.strip(entry.key)?;
+            blobs.push(entry);
+        }
+        let directories = page
+            .directories
+            .into_iter()
+            .map(|d| self.strip(d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage {
+            blobs,
+            directories,
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+/// A short rendering of a value for timelines.
+pub(crate) fn show_value(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(s) if s.chars().count() <= 24 => format!("{s:?}"),
+        _ => format!("<{} bytes>", value.len()),
+    }
+}
+
+/// A short rendering of an ETag for timelines.
+pub(crate) fn show_etag(etag: &Etag) -> String {
+    let s = etag.as_str();
+    if s.chars().count() > 14 {
+        let head: String = s.chars().take(12).collect();
+        format!("{head}…")
+    } else {
+        s.to_owned()
+    }
+}
+
+pub(crate) fn show_condition(c: &Condition) -> String {
+    match c {
+        Condition::Always => String::new(),
+        Condition::IfNew => " if-new".to_owned(),
+        Condition::IfMatch(e) => format!(" if-match {}", show_etag(e)),
+    }
+}
+
+pub(crate) fn show_err(e: &Error) -> String {
+    format!("error {}", e.kind())
+}
+
+pub(crate) fn show_job(job: &Job) -> String {
+    let mut s = format!("{} {}", job.id, job.status);
+    if let Some(lease) = &job.lease {
+        s.push_str(&format!(" by {}", lease.owner));
+    }
+    s.push_str(&format!(", attempts {}", job.attempts));
+    s
+}
+
+/// One instance as a case uses it: every call is recorded in the case's timeline.
+#[derive(Clone)]
+pub(crate) struct Instance {
+    pub(crate) id: usize,
+    /// The instance under the case's prefix, without recording (for the job layer).
+    pub(crate) store: Arc<dyn BlobStore>,
+    /// The instance without the prefix (only for checks that must not be prefixed).
+    pub(crate) raw: Arc<dyn BlobStore>,
+    log: Arc<Timeline>,
+    op_timeout: Duration,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "instance {}", self.id)
+    }
+}
+
+/// Runs `fut` with a time limit; an expired limit is a `Timeout` error.
+pub(crate) async fn limited<T>(limit: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("operation took longer than {} ms", limit.as_millis()),
+        )),
+    }
+}
+
+impl Instance {
+    fn note(&self, what: String) {
+        self.log.push(format!("instance {}: {what}", self.id));
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Blob>> {
+        let r = limited(self.op_timeout, self.store.get(key)).await;
+        let shown = match &r {
+            Ok(Some(b)) => format!("{} {}", show_value(&b.value), show_etag(&b.info.etag)),
+            Ok(None) => "not found".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("get {key:?} → {shown}"));
+        r
+    }
+
+    pub(crate) async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
+        let r = limited(self.op_timeout, self.store.get_metadata(key)).await;
+        let shown = match &r {
+            Ok(Some(i)) => format!("{} bytes {}", i.size, show_etag(&i.etag)),
+            Ok(None) => "not found".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("get-metadata {key:?} → {shown}"));
+        r
+    }
+
+    pub(crate) async fn set_with(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        options: SetOptions,
+    ) -> Result<SetOutcome> {
+        let value = value.into();
+        let what = format!(
+            "set {key:?}{} = {}",
+            show_condition(&options.condition),
+            show_value(&value)
+        );
+        let r = limited(self.op_timeout, self.store.set(key, value, options)).await;
+        let shown = match &r {
+            Ok(SetOutcome::Written { etag }) => format!("written {}", show_etag(etag)),
+            Ok(SetOutcome::ConditionFailed) => "condition failed".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("{what} → {shown}"));
+        r
+    }
+
+    /// An unconditional write that must succeed; returns the new ETag.
+    pub(crate) async fn put(&self, key: &str, value: impl Into<Bytes>) -> Result<Etag, Failure> {
+        match self.set_with(key, value, SetOptions::new()).await? {
+            SetOutcome::Written { etag } => Ok(etag),
+            SetOutcome::ConditionFailed => Err(Failure::new(format!(
+                "an unconditional set of {key:?} reported a failed condition"
+            ))),
+        }
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        let r = limited(self.op_timeout, self.store.delete(key)).await;
+        let shown = match &r {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("delete {key:?} → {shown}"));
+        r
+    }
+
+    pub(crate) async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        let what = format!(
+            "list prefix {:?}{}{}{}",
+            options.prefix,
+            if options.directories {
+                " directories"
+            } else {
+                ""
+            },
+            options
+                .page_size
+                .map(|n| format!(" page-size {n}"))
+                .unwrap_or_default(),
+            if options.cursor.is_some() {
+                " (next page)"
+            } else {
+                ""
+            },
+        );
+        let r = limited(self.op_timeout, self.store.list(options)).await;
+        let shown = match &r {
+            Ok(p) => {
+                let mut items: Vec<String> =
+                    p.blobs.iter().map(|e| format!("{:?}", e.key)).collect();
+                items.extend(p.directories.iter().map(|d| format!("{d:?}/")));
+                format!(
+                    "[{}]{}",
+                    items.join(", "),
+                    if p.next_cursor.is_some() { " more" } else { "" }
+                )
+            }
+            Err(e) => show_err(e),
+        };
+        self.note(format!("{what} → {shown}"));
+        r
+    }
+
+    /// Walks every page of a listing and returns the blobs' entries and the directories.
+    pub(crate) async fn list_all(
+        &self,
+        options: ListOptions,
+    ) -> Result<(Vec<blobjobs_store_api::ListEntry>, Vec<String>), Failure> {
+        let mut blobs = Vec::new();
+        let mut dirs = Vec::new();
+        let mut cursor = None;
+        for _ in 0..10_000 {
+            let page = self.list(options.clone().cursor(cursor)).await?;
+            blobs.extend(page.blobs);
+            dirs.extend(page.directories);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                return Ok((blobs, dirs));
+            }
+        }
+        Err(Failure::new("listing did not end after 10000 pages"))
+    }
+}
+
+/// The job layer over one instance, recorded in the timeline at the job level.
+#[derive(Clone)]
+pub(crate) struct JobHandle {
+    id: usize,
+    jobs: Arc<BlobJobStore<dyn BlobStore>>,
+    log: Arc<Timeline>,
+    op_timeout: Duration,
+}
+
+fn show_job_result(r: &Result<Job>) -> String {
+    match r {
+        Ok(job) => show_job(job),
+        Err(e) => show_err(e),
+    }
+}
+
+impl JobHandle {
+    fn note(&self, what: String) {
+        self.log.push(format!("instance {}: {what}", self.id));
+    }
+
+    pub(crate) async fn create(&self, new: NewJob) -> Result<Job> {
+        let what = match &new.id {
+            Some(id) => format!("create job {id} ({})", new.kind),
+            None => format!("create job ({})", new.kind),
+        };
+        let r = limited(self.op_timeout, self.jobs.create(new)).await;
+        self.note(format!("{what} → {}", show_job_result(&r)));
+        r
+    }
+
+    pub(crate) async fn get(&self, id: &JobId) -> Result<Option<Job>> {
+        let r = limited(self.op_timeout, self.jobs.get(id)).await;
+        let shown = match &r {
+            Ok(Some(job)) => show_job(job),
+            Ok(None) => "not found".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("get job {id} → {shown}"));
+        r
+    }
+
+    pub(crate) async fn claim(&self, id: &JobId, owner: &str, lease: Duration) -> Result<Job> {
+        let r = limited(self.op_timeout, self.jobs.claim(id, owner, lease)).await;
+        self.note(format!(
+            "claim job {id} as {owner} for {} ms → {}",
+            lease.as_millis(),
+            show_job_result(&r)
+        ));
+        r
+    }
+
+    pub(crate) async fn progress(&self, id: &JobId, owner: &str, percent: u8) -> Result<Job> {
+        let r = limited(
+            self.op_timeout,
+            self.jobs.progress(id, owner, percent, None),
+        )
+        .await;
+        self.note(format!(
+            "progress job {id} as {owner} {percent}% → {}",
+            show_job_result(&r)
+        ));
+        r
+    }
+
+    pub(crate) async fn succeed(&self, id: &JobId, owner: &str, result: Value) -> Result<Job> {
+        let r = limited(self.op_timeout, self.jobs.succeed(id, owner, result)).await;
+        self.note(format!(
+            "succeed job {id} as {owner} → {}",
+            show_job_result(&r)
+        ));
+        r
+    }
+
+    pub(crate) async fn fail(&self, id: &JobId, owner: &str, error: &str) -> Result<Job> {
+        let r = limited(self.op_timeout, self.jobs.fail(id, owner, error.to_owned())).await;
+        self.note(format!(
+            "fail job {id} as {owner} → {}",
+            show_job_result(&r)
+        ));
+        r
+    }
+
+    pub(crate) async fn cancel(&self, id: &JobId) -> Result<Job> {
+        let r = limited(self.op_timeout, self.jobs.cancel(id)).await;
+        self.note(format!("cancel job {id} → {}", show_job_result(&r)));
+        r
+    }
+
+    pub(crate) async fn delete(&self, id: &JobId) -> Result<bool> {
+        let r = limited(self.op_timeout, self.jobs.delete(id)).await;
+        let shown = match &r {
+            Ok(existed) => format!("ok (existed: {existed})"),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("delete job {id} → {shown}"));
+        r
+    }
+
+    pub(crate) async fn list(&self, filter: JobFilter) -> Result<JobPage> {
+        let r = limited(self.op_timeout, self.jobs.list(filter)).await;
+        let shown = match &r {
+            Ok(page) => format!(
+                "[{}]",
+                page.jobs
+                    .iter()
+                    .map(show_job)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("list jobs → {shown}"));
+        r
+    }
+
+    pub(crate) async fn purge_expired(&self) -> Result<usize> {
+        let r = limited(self.op_timeout, self.jobs.purge_expired()).await;
+        let shown = match &r {
+            Ok(n) => format!("{n} purged"),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("purge expired jobs → {shown}"));
+        r
+    }
+}
+
+struct CtxInner {
+    factory: SharedFactory,
+    prefix: String,
+    caps: Capabilities,
+    options: Options,
+    seed: u64,
+    clock: ManualClock,
+    log: Arc<Timeline>,
+    instances: AtomicUsize,
+    fresh: AtomicUsize,
+}
+
+/// Everything one case needs. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Ctx(Arc<CtxInner>);
+
+impl Ctx {
+    pub(crate) fn new(
+        factory: SharedFactory,
+        prefix: String,
+        caps: Capabilities,
+        options: Options,
+        seed: u64,
+    ) -> Self {
+        Ctx(Arc::new(CtxInner {
+            factory,
+            prefix,
+            caps,
+            options,
+            seed,
+            clock: ManualClock::new(Timestamp::from_millis(CLOCK_START_MS)),
+            log: Arc::new(Timeline::default()),
+            instances: AtomicUsize::new(0),
+            fresh: AtomicUsize::new(0),
+        }))
+    }
+
+    pub(crate) fn caps(&self) -> &Capabilities {
+        &self.0.caps
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.0.options
+    }
+
+    /// The seed of this case (derived from the run's seed and the case's name).
+    pub(crate) fn seed(&self) -> u64 {
+        self.0.seed
+    }
+
+    pub(crate) fn factory(&self) -> &SharedFactory {
+        &self.0.factory
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+
+    pub(crate) fn timeline(&self) -> Vec<String> {
+        self.0.log.lines()
+    }
+
+    /// The longest key a case may use below its prefix.
+    pub(crate) fn max_key_bytes(&self) -> usize {
+        self.0
+            .caps
+            .max_key_bytes
+            .saturating_sub(self.0.prefix.len())
+    }
+
+    /// A prefix below the case's own that no other part of the case uses.
+    pub(crate) fn fresh_prefix(&self) -> String {
+        let n = self.0.fresh.fetch_add(1, Ordering::SeqCst);
+        format!("{}f{n}/", self.0.prefix)
+    }
+
+    pub(crate) fn note(&self, line: impl Into<String>) {
+        self.0.log.push(line.into());
+    }
+
+    /// Opens a new instance through the factory.
+    pub(crate) async fn instance(&self) -> Result<Instance, Failure> {
+        let id = self.0.instances.fetch_add(1, Ordering::SeqCst);
+        let raw = limited(self.0.options.op_timeout, self.0.factory.instance())
+            .await
+            .map_err(|e| {
+                Failure::new(format!(
+                    "the factory could not open instance {id} ({}): {}",
+                    e.kind(),
+                    e.message()
+                ))
+            })?;
+        let store: Arc<dyn BlobStore> = Arc::new(Scoped::new(raw.clone(), self.0.prefix.clone()));
+        Ok(Instance {
+            id,
+            store,
+            raw,
+            log: self.0.log.clone(),
+            op_timeout: self.0.options.op_timeout,
+        })
+    }
+
+    /// Opens `n` new instances.
+    pub(crate) async fn instances(&self, n: usize) -> Result<Vec<Instance>, Failure> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.instance().await?);
+        }
+        Ok(out)
+    }
+
+    /// The job layer over `instance`, on the case's shared manual clock.
+    pub(crate) fn jobs(&self, instance: &Instance) -> JobHandle {
+        let config = JobStoreConfig {
+            clock: Arc::new(self.0.clock.clone()),
+            ..JobStoreConfig::default()
+        };
+        JobHandle {
+            id: instance.id,
+            jobs: Arc::new(BlobJobStore::with_config(instance.store.clone(), config)),
+            log: self.0.log.clone(),
+            op_timeout: self.0.options.op_timeout,
+        }
+    }
+
+    /// Moves the shared clock forward.
+    pub(crate) fn advance(&self, by: Duration) {
+        self.0.clock.advance(by);
+        self.note(format!("clock: advance {} ms", by.as_millis()));
+    }
+}

@@ -1,0 +1,680 @@
+//! The reference model of the job lifecycle, written independently of the job layer, and its
+//! state machine over instances that share one manual clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use blobjobs_store_api::{
+    BlobJobStore, BlobStore, ErrorKind, Job, JobFilter, JobId, JobStatus, JobStore, JobStoreConfig,
+    Lease, ManualClock, NewJob, Progress, Timestamp,
+};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest_state_machine::ReferenceStateMachine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Mismatch, SequentialStrategy, weighted};
+use crate::ctx::{CLOCK_START_MS, limited, show_job};
+
+/// The job ids sequences use.
+pub const MODEL_JOB_IDS: [&str; 3] = ["j1", "j2", "j3"];
+/// The worker names sequences use.
+pub const MODEL_OWNERS: [&str; 3] = ["w0", "w1", "w2"];
+const KINDS: [&str; 2] = ["extract", "report"];
+
+/// One job operation of a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum JobAction {
+    /// Create with a caller-chosen id, input `{"label": label}` and an optional TTL.
+    Create {
+        /// The id.
+        id: String,
+        /// The kind.
+        kind: String,
+        /// The TTL in milliseconds.
+        ttl_ms: Option<u64>,
+        /// Names the input.
+        label: u32,
+    },
+    /// Read a job.
+    Get {
+        /// The id.
+        id: String,
+    },
+    /// Claim for `owner`.
+    Claim {
+        /// The id.
+        id: String,
+        /// The worker.
+        owner: String,
+        /// The lease in milliseconds.
+        lease_ms: u64,
+    },
+    /// Report progress.
+    Progress {
+        /// The id.
+        id: String,
+        /// The worker.
+        owner: String,
+        /// 0 to 100.
+        percent: u8,
+    },
+    /// Finish with result `{"label": label}`.
+    Succeed {
+        /// The id.
+        id: String,
+        /// The worker.
+        owner: String,
+        /// Names the result.
+        label: u32,
+    },
+    /// Finish with an error.
+    Fail {
+        /// The id.
+        id: String,
+        /// The worker.
+        owner: String,
+    },
+    /// Cancel.
+    Cancel {
+        /// The id.
+        id: String,
+    },
+    /// Delete.
+    Delete {
+        /// The id.
+        id: String,
+    },
+    /// List (one page) with an optional status filter.
+    List {
+        /// The status filter.
+        status: Option<JobStatus>,
+    },
+    /// Purge expired jobs.
+    Purge,
+    /// Move the shared clock forward (not tied to an instance).
+    Advance {
+        /// Milliseconds.
+        ms: u64,
+    },
+}
+
+/// A job operation and the instance that performs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStep {
+    /// Which instance (0-based).
+    pub instance: usize,
+    /// What it does.
+    pub action: JobAction,
+}
+
+/// The model: the jobs every instance should see, and the shared clock.
+#[derive(Debug, Clone)]
+pub struct JobModel {
+    /// How many instances the sequence spreads over.
+    pub instances: usize,
+    now: u64,
+    jobs: BTreeMap<String, Job>,
+    labels: u32,
+}
+
+impl JobModel {
+    /// An empty model with `instances` instances, at the suite's start time.
+    pub fn new(instances: usize) -> Self {
+        JobModel {
+            instances,
+            now: CLOCK_START_MS,
+            jobs: BTreeMap::new(),
+            labels: 0,
+        }
+    }
+}
+
+/// What the model says an operation returns.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Job(Box<Job>),
+    Missing,
+    Error(ErrorKind),
+    Deleted(bool),
+    Listed(Vec<Job>),
+    Purged(usize),
+    Advanced,
+}
+
+fn ts(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+impl JobModel {
+    fn live(&self, id: &str) -> Option<&Job> {
+        let now = self.now;
+        self.jobs
+            .get(id)
+            .filter(|j| j.expires_at.is_none_or(|t| t.as_millis() > now))
+    }
+
+    /// The owner check of progress, succeed and fail.
+    fn owned(&self, id: &str, owner: &str) -> Result<(), Expect> {
+        let Some(job) = self.live(id) else {
+            return Err(Expect::Error(ErrorKind::NotFound));
+        };
+        if job.status != JobStatus::Running {
+            return Err(Expect::Error(ErrorKind::IllegalTransition));
+        }
+        match &job.lease {
+            Some(l) if l.owner == owner => Ok(()),
+            _ => Err(Expect::Error(ErrorKind::LeaseHeld)),
+        }
+    }
+
+    fn finish(&mut self, id: &str, f: impl FnOnce(&mut Job, u64)) -> Expect {
+        let now = self.now;
+        match self.jobs.get_mut(id) {
+            Some(job) => {
+                f(job, now);
+                job.updated_at = ts(now);
+                Expect::Job(Box::new(job.clone()))
+            }
+            None => Expect::Error(ErrorKind::NotFound),
+        }
+    }
+
+    fn step(&mut self, action: &JobAction) -> Expect {
+        let now = self.now;
+        match action {
+            JobAction::Create {
+                id,
+                kind,
+                ttl_ms,
+                label,
+            } => {
+                if let Some(existing) = self.live(id) {
+                    return if existing.kind == *kind {
+                        Expect::Job(Box::new(existing.clone()))
+                    } else {
+                        Expect::Error(ErrorKind::InvalidInput)
+                    };
+                }
+                let Ok(job_id) = JobId::new(id.clone()) else {
+                    return Expect::Error(ErrorKind::InvalidInput);
+                };
+                let job = Job {
+                    id: job_id,
+                    kind: kind.clone(),
+                    status: JobStatus::Pending,
+                    input: json!({ "label": label }),
+                    progress: None,
+                    result: None,
+                    error: None,
+                    attempts: 0,
+                    lease: None,
+                    created_at: ts(now),
+                    updated_at: ts(now),
+                    expires_at: ttl_ms.map(|t| ts(now + t)),
+                };
+                self.jobs.insert(id.clone(), job.clone());
+                Expect::Job(Box::new(job))
+            }
+            JobAction::Get { id } => match self.live(id) {
+                Some(j) => Expect::Job(Box::new(j.clone())),
+                None => Expect::Missing,
+            },
+            JobAction::Claim {
+                id,
+                owner,
+                lease_ms,
+            } => {
+                let Some(job) = self.live(id) else {
+                    return Expect::Error(ErrorKind::NotFound);
+                };
+                let leased = job.status == JobStatus::Running
+                    && job
+                        .lease
+                        .as_ref()
+                        .is_some_and(|l| l.expires_at.as_millis() > now);
+                if leased {
+                    return Expect::Error(ErrorKind::LeaseHeld);
+                }
+                if !matches!(job.status, JobStatus::Pending | JobStatus::Running) {
+                    return Expect::Error(ErrorKind::IllegalTransition);
+                }
+                self.finish(id, |job, now| {
+                    job.status = JobStatus::Running;
+                    job.attempts += 1;
+                    job.lease = Some(Lease {
+                        owner: owner.clone(),
+                        expires_at: ts(now + lease_ms),
+                    });
+                })
+            }
+            JobAction::Progress { id, owner, percent } => {
+                if let Err(e) = self.owned(id, owner) {
+                    return e;
+                }
+                self.finish(id, |job, _| {
+                    job.progress = Some(Progress {
+                        percent: *percent,
+                        message: None,
+                    });
+                })
+            }
+            JobAction::Succeed { id, owner, label } => {
+                if let Err(e) = self.owned(id, owner) {
+                    return e;
+                }
+                self.finish(id, |job, _| {
+                    job.status = JobStatus::Succeeded;
+                    job.lease = None;
+                    job.result = Some(json!({ "label": label }));
+                    let message = job.progress.take().and_then(|p| p.message);
+                    job.progress = Some(Progress {
+                        percent: 100,
+                        message,
+                    });
+                })
+            }
+            JobAction::Fail { id, owner } => {
+                if let Err(e) = self.owned(id, owner) {
+                    return e;
+                }
+                self.finish(id, |job, _| {
+                    job.status = JobStatus::Failed;
+                    job.lease = None;
+                    job.error = Some(format!("failed by {owner}"));
+                })
+            }
+            JobAction::Cancel { id } => {
+                let Some(job) = self.live(id) else {
+                    return Expect::Error(ErrorKind::NotFound);
+                };
+                if !matches!(job.status, JobStatus::Pending | JobStatus::Running) {
+                    return Expect::Error(ErrorKind::IllegalTransition);
+                }
+                self.finish(id, |job, _| {
+                    job.status = JobStatus::Cancelled;
+                    job.lease = None;
+                })
+            }
+            JobAction::Delete { id } => {
+                let existed = self.live(id).is_some();
+                self.jobs.remove(id);
+                Expect::Deleted(existed)
+            }
+            JobAction::List { status } => {
+                let jobs = self
+                    .jobs
+                    .keys()
+                    .filter_map(|id| self.live(id))
+                    .filter(|j| status.is_none_or(|s| j.status == s))
+                    .cloned()
+                    .collect();
+                Expect::Listed(jobs)
+            }
+            JobAction::Purge => {
+                let before = self.jobs.len();
+                self.jobs
+                    .retain(|_, j| j.expires_at.is_none_or(|t| t.as_millis() > now));
+                Expect::Purged(before - self.jobs.len())
+            }
+            JobAction::Advance { ms } => {
+                self.now += ms;
+                Expect::Advanced
+            }
+        }
+    }
+
+    /// The state after `step` (the expected result is dropped).
+    pub fn apply(mut self, step: &JobStep) -> Self {
+        if let JobAction::Create { label, .. } | JobAction::Succeed { label, .. } = &step.action {
+            self.labels = self.labels.max(label + 1);
+        }
+        self.step(&step.action);
+        self
+    }
+
+    /// Whether `step` may follow in this state.
+    pub fn accepts(&self, step: &JobStep) -> bool {
+        step.instance < self.instances
+    }
+
+    /// Operations that may follow.
+    pub fn transitions(&self) -> BoxedStrategy<JobStep> {
+        let instance = 0..self.instances.max(1);
+        let id = || select(MODEL_JOB_IDS.to_vec()).prop_map(str::to_owned);
+        let owner = || select(MODEL_OWNERS.to_vec()).prop_map(str::to_owned);
+        let label = self.labels;
+        let create = (
+            id(),
+            prop_oneof![4 => Just(KINDS[0]), 1 => Just(KINDS[1])],
+            proptest::option::weighted(0.3, select(vec![2_000u64, 10_000, 60_000])),
+        )
+            .prop_map(move |(id, kind, ttl_ms)| JobAction::Create {
+                id,
+                kind: kind.to_owned(),
+                ttl_ms,
+                label,
+            })
+            .boxed();
+        let claim = (id(), owner(), select(vec![1_000u64, 5_000, 30_000]))
+            .prop_map(|(id, owner, lease_ms)| JobAction::Claim {
+                id,
+                owner,
+                lease_ms,
+            })
+            .boxed();
+        let progress = (id(), owner(), 0u8..=100)
+            .prop_map(|(id, owner, percent)| JobAction::Progress { id, owner, percent })
+            .boxed();
+        let succeed = (id(), owner())
+            .prop_map(move |(id, owner)| JobAction::Succeed { id, owner, label })
+            .boxed();
+        let fail = (id(), owner())
+            .prop_map(|(id, owner)| JobAction::Fail { id, owner })
+            .boxed();
+        let status = proptest::option::of(select(JobStatus::ALL.to_vec()));
+        let action = weighted(vec![
+            (4, create),
+            (4, id().prop_map(|id| JobAction::Get { id }).boxed()),
+            (4, claim),
+            (1, progress),
+            (2, succeed),
+            (1, fail),
+            (1, id().prop_map(|id| JobAction::Cancel { id }).boxed()),
+            (1, id().prop_map(|id| JobAction::Delete { id }).boxed()),
+            (
+                1,
+                status.prop_map(|status| JobAction::List { status }).boxed(),
+            ),
+            (1, Just(JobAction::Purge).boxed()),
+            (
+                2,
+                select(vec![500u64, 1_500, 6_000, 40_000])
+                    .prop_map(|ms| JobAction::Advance { ms })
+                    .boxed(),
+            ),
+        ]);
+        (instance, action)
+            .prop_map(|(instance, action)| JobStep { instance, action })
+            .boxed()
+    }
+}
+
+/// The machine as `proptest-state-machine` sees it: 1 to 4 instances.
+#[derive(Debug, Clone, Copy)]
+pub struct JobMachine;
+
+impl ReferenceStateMachine for JobMachine {
+    type State = JobModel;
+    type Transition = JobStep;
+
+    fn init_state() -> BoxedStrategy<JobModel> {
+        (1usize..=4).prop_map(JobModel::new).boxed()
+    }
+
+    fn transitions(state: &JobModel) -> BoxedStrategy<JobStep> {
+        state.transitions()
+    }
+
+    fn apply(state: JobModel, step: &JobStep) -> JobModel {
+        state.apply(step)
+    }
+
+    fn preconditions(state: &JobModel, step: &JobStep) -> bool {
+        state.accepts(step)
+    }
+}
+
+/// The sequential strategy for `instances` (an inclusive range).
+pub(crate) fn strategy(
+    instances: (usize, usize),
+    max_ops: usize,
+) -> SequentialStrategy<JobModel, JobStep> {
+    SequentialStrategy::new(
+        (1..=max_ops).into(),
+        move || (instances.0..=instances.1).prop_map(JobModel::new).boxed(),
+        |state: &JobModel, step: &JobStep| state.accepts(step),
+        |state: &JobModel| state.transitions(),
+        |state: JobModel, step: &JobStep| state.apply(step),
+    )
+}
+
+fn describe(step: &JobStep) -> String {
+    let what = match &step.action {
+        JobAction::Create {
+            id,
+            kind,
+            ttl_ms,
+            label,
+        } => format!(
+            "create job {id} ({kind}, input {label}{})",
+            ttl_ms.map(|t| format!(", ttl {t} ms")).unwrap_or_default()
+        ),
+        JobAction::Get { id } => format!("get job {id}"),
+        JobAction::Claim {
+            id,
+            owner,
+            lease_ms,
+        } => format!("claim job {id} as {owner} for {lease_ms} ms"),
+        JobAction::Progress { id, owner, percent } => {
+            format!("progress job {id} as {owner} {percent}%")
+        }
+        JobAction::Succeed { id, owner, .. } => format!("succeed job {id} as {owner}"),
+        JobAction::Fail { id, owner } => format!("fail job {id} as {owner}"),
+        JobAction::Cancel { id } => format!("cancel job {id}"),
+        JobAction::Delete { id } => format!("delete job {id}"),
+        JobAction::List { status } => match status {
+            Some(s) => format!("list {s} jobs"),
+            None => "list jobs".to_owned(),
+        },
+        JobAction::Purge => "purge expired jobs".to_owned(),
+        JobAction::Advance { ms } => return format!("clock: advance {ms} ms"),
+    };
+    format!("instance {}: {what}", step.instance)
+}
+
+fn show(e: &Expect) -> String {
+    match e {
+        Expect::Job(j) => show_job(j),
+        Expect::Missing => "not found".to_owned(),
+        Expect::Error(k) => format!("error {k}"),
+        Expect::Deleted(existed) => format!("ok (existed: {existed})"),
+        Expect::Listed(jobs) => format!(
+            "[{}]",
+            jobs.iter().map(show_job).collect::<Vec<_>>().join("; ")
+        ),
+        Expect::Purged(n) => format!("{n} purged"),
+        Expect::Advanced => "ok".to_owned(),
+    }
+}
+
+/// The fields in which two jobs differ, as ` (input: {…} versus model {…}; …)`.
+fn field_diff(got: &Job, want: &Job) -> String {
+    let (Ok(serde_json::Value::Object(g)), Ok(serde_json::Value::Object(w))) =
+        (serde_json::to_value(got), serde_json::to_value(want))
+    else {
+        return String::new();
+    };
+    let mut names: Vec<&String> = g.keys().chain(w.keys()).collect();
+    names.sort();
+    names.dedup();
+    let diffs: Vec<String> = names
+        .into_iter()
+        .filter(|n| g.get(*n) != w.get(*n))
+        .map(|n| {
+            let show = |v: Option<&serde_json::Value>| {
+                v.map(|v| v.to_string())
+                    .unwrap_or_else(|| "absent".to_owned())
+            };
+            format!("{n}: {} versus model {}", show(g.get(n)), show(w.get(n)))
+        })
+        .collect();
+    if diffs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", diffs.join("; "))
+    }
+}
+
+fn observed<T>(r: blobjobs_store_api::Result<T>, f: impl FnOnce(T) -> Expect) -> Expect {
+    match r {
+        Ok(v) => f(v),
+        Err(e) => Expect::Error(e.kind()),
+    }
+}
+
+/// Replays `steps` against the job layer over fresh instances sharing one manual clock, and
+/// compares every result with the model.
+pub(crate) async fn execute(
+    env: Arc<super::blob::Env>,
+    mut model: JobModel,
+    steps: Vec<JobStep>,
+    seen: Option<Arc<AtomicUsize>>,
+) -> Result<(), Mismatch> {
+    let clock = ManualClock::new(ts(CLOCK_START_MS));
+    let mut stores = Vec::new();
+    for i in 0..model.instances {
+        let raw = limited(env.op_timeout, env.factory.instance())
+            .await
+            .map_err(|e| Mismatch {
+                message: format!("the factory could not open instance {i}: {e}"),
+                timeline: Vec::new(),
+            })?;
+        let scoped: Arc<dyn BlobStore> = Arc::new(crate::ctx::Scoped::new(raw, env.prefix.clone()));
+        let config = JobStoreConfig {
+            clock: Arc::new(clock.clone()),
+            ..JobStoreConfig::default()
+        };
+        stores.push(BlobJobStore::with_config(scoped, config));
+    }
+    let mut lines = Vec::new();
+    let lim = env.op_timeout;
+    for step in steps {
+        if let Some(seen) = &seen {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        let expect = model.step(&step.action);
+        let Some(jobs) = stores.get(step.instance) else {
+            continue;
+        };
+        let id = |s: &str| JobId::new(s);
+        let got = match &step.action {
+            JobAction::Create {
+                id: raw_id,
+                kind,
+                ttl_ms,
+                label,
+            } => {
+                let mut new = NewJob::new(kind.clone(), json!({ "label": label }));
+                new.ttl = ttl_ms.map(Duration::from_millis);
+                match id(raw_id) {
+                    Ok(job_id) => observed(limited(lim, jobs.create(new.id(job_id))).await, |j| {
+                        Expect::Job(Box::new(j))
+                    }),
+                    Err(e) => Expect::Error(e.kind()),
+                }
+            }
+            JobAction::Get { id: raw_id } => match id(raw_id) {
+                Ok(job_id) => observed(limited(lim, jobs.get(&job_id)).await, |j| match j {
+                    Some(j) => Expect::Job(Box::new(j)),
+                    None => Expect::Missing,
+                }),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Claim {
+                id: raw_id,
+                owner,
+                lease_ms,
+            } => match id(raw_id) {
+                Ok(job_id) => observed(
+                    limited(
+                        lim,
+                        jobs.claim(&job_id, owner, Duration::from_millis(*lease_ms)),
+                    )
+                    .await,
+                    |j| Expect::Job(Box::new(j)),
+                ),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Progress {
+                id: raw_id,
+                owner,
+                percent,
+            } => match id(raw_id) {
+                Ok(job_id) => observed(
+                    limited(lim, jobs.progress(&job_id, owner, *percent, None)).await,
+                    |j| Expect::Job(Box::new(j)),
+                ),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Succeed {
+                id: raw_id,
+                owner,
+                label,
+            } => match id(raw_id) {
+                Ok(job_id) => observed(
+                    limited(lim, jobs.succeed(&job_id, owner, json!({ "label": label }))).await,
+                    |j| Expect::Job(Box::new(j)),
+                ),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Fail { id: raw_id, owner } => match id(raw_id) {
+                Ok(job_id) => observed(
+                    limited(lim, jobs.fail(&job_id, owner, format!("failed by {owner}"))).await,
+                    |j| Expect::Job(Box::new(j)),
+                ),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Cancel { id: raw_id } => match id(raw_id) {
+                Ok(job_id) => observed(limited(lim, jobs.cancel(&job_id)).await, |j| {
+                    Expect::Job(Box::new(j))
+                }),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::Delete { id: raw_id } => match id(raw_id) {
+                Ok(job_id) => observed(limited(lim, jobs.delete(&job_id)).await, Expect::Deleted),
+                Err(e) => Expect::Error(e.kind()),
+            },
+            JobAction::List { status } => {
+                let filter = JobFilter {
+                    status: *status,
+                    ..JobFilter::default()
+                };
+                observed(limited(lim, jobs.list(filter)).await, |p| {
+                    Expect::Listed(p.jobs)
+                })
+            }
+            JobAction::Purge => observed(limited(lim, jobs.purge_expired()).await, Expect::Purged),
+            JobAction::Advance { ms } => {
+                clock.advance(Duration::from_millis(*ms));
+                Expect::Advanced
+            }
+        };
+        let what = describe(&step);
+        if got == expect {
+            lines.push(format!("{what} → {}", show(&got)));
+        } else {
+            let detail = match (&got, &expect) {
+                (Expect::Job(g), Expect::Job(w)) => field_diff(g, w),
+                _ => String::new(),
+            };
+            lines.push(format!(
+                "{what} → {} (model: {}){detail}",
+                show(&got),
+                show(&expect)
+            ));
+            return Err(Mismatch {
+                message: format!(
+                    "instance {} disagrees with the model of the job lifecycle",
+                    step.instance
+                ),
+                timeline: lines,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! What a backend claims (`Capabilities`) and how a run is shaped (`Options`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::report::Progress;
+
+/// Optional features a backend declares. Cases that need a feature the backend does not claim
+/// are reported as skipped.
+///
+/// Capabilities describe optional features only, never correctness: there is no switch to
+/// declare a store "single-instance only". A store that loses writes between instances fails
+/// the cross-instance cases; that is the point of the suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The largest value the backend accepts, in bytes. The large-value case writes
+    /// `min(max_value_bytes, 5 MiB)`; below 1 MiB it is skipped.
+    pub max_value_bytes: u64,
+    /// The longest key the backend accepts, in UTF-8 bytes (the protocol's limit is 600).
+    pub max_key_bytes: usize,
+    /// The backend stores user metadata.
+    pub metadata: bool,
+    /// The backend supports directories mode in listings.
+    pub directories: bool,
+    /// The backend honours [`blobjobs_store_api::ListOptions::page_size`]. Without it, paging cases
+    /// still walk every page but do not check page sizes.
+    pub page_size: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            max_value_bytes: 64 * 1024 * 1024,
+            max_key_bytes: blobjobs_store_api::validate::MAX_KEY_BYTES,
+            metadata: true,
+            directories: true,
+            page_size: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Everything the protocol offers: the default.
+    pub fn full() -> Self {
+        Capabilities::default()
+    }
+
+    /// Sets [`Capabilities::max_value_bytes`].
+    pub fn max_value_bytes(mut self, n: u64) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Sets [`Capabilities::max_key_bytes`].
+    pub fn max_key_bytes(mut self, n: usize) -> Self {
+        self.max_key_bytes = n;
+        self
+    }
+
+    /// Sets [`Capabilities::metadata`].
+    pub fn metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
+        self
+    }
+
+    /// Sets [`Capabilities::directories`].
+    pub fn directories(mut self, on: bool) -> Self {
+        self.directories = on;
+        self
+    }
+
+    /// Sets [`Capabilities::page_size`].
+    pub fn page_size(mut self, on: bool) -> Self {
+        self.page_size = on;
+        self
+    }
+}
+
+/// How a run is shaped.
+///
+/// `Options::default()` reads three environment variables, so that a failure printed by one
+/// run can be replayed without editing code: `CONFORMANCE_SEED` (a number), `CONFORMANCE_CASES`
+/// (proptest cases per model case) and `CONFORMANCE_FILTER` (a substring of case names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The backend's name in reports (for example `file` or `http+emulator`).
+    pub backend: String,
+    /// Generated operation sequences per model-based case (and workloads per history case).
+    pub cases: u32,
+    /// The longest generated operation sequence.
+    pub max_ops: usize,
+    /// The seed of every random choice of the run; `None` picks a fresh one, which the report
+    /// prints so that a failure can be replayed.
+    pub seed: Option<u64>,
+    /// Run only cases whose name contains this text.
+    pub filter: Option<String>,
+    /// How many instances the concurrent cases use (at least 2).
+    pub instances: usize,
+    /// A case that runs longer fails with a timeout.
+    pub case_timeout: Duration,
+    /// One operation that runs longer fails the case with a timeout.
+    pub op_timeout: Duration,
+    /// Called as each case finishes, for progress output (see [`Options::on_case`]).
+    pub on_case: Option<CaseHook>,
+}
+
+/// A function called with the [`Progress`] of a run as each case finishes.
+#[derive(Clone)]
+pub struct CaseHook(Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+
+impl CaseHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&Progress<'_>) + Send + Sync + 'static) -> Self {
+        CaseHook(Arc::new(f))
+    }
+
+    /// Calls the hook.
+    pub fn call(&self, progress: &Progress<'_>) {
+        (self.0)(progress)
+    }
+}
+
+impl fmt::Debug for CaseHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaseHook(..)")
+    }
+}
+
+/// Two hooks are equal when they are the same function object (clones of one hook).
+impl PartialEq for CaseHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CaseHook {}
+
+impl Default for Options {
+    fn default() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Options {
+            backend: "store".to_owned(),
+            cases: env("CONFORMANCE_CASES")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(48),
+            max_ops: 20,
+            seed: env("CONFORMANCE_SEED").and_then(|v| parse_seed(&v)),
+            filter: env("CONFORMANCE_FILTER"),
+            instances: 4,
+            case_timeout: Duration::from_secs(120),
+            op_timeout: Duration::from_secs(20),
+            on_case: None,
+        }
+    }
+}
+
+impl Options {
+    /// Sets the backend's name in reports.
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = name.into();
+        self
+    }
+
+    /// Sets the number of generated sequences per model-based case.
+    pub fn cases(mut self, cases: u32) -> Self {
+        self.cases = cases;
+        self
+    }
+
+    /// Sets the longest generated operation sequence.
+    pub fn max_ops(mut self, n: usize) -> Self {
+        self.max_ops = n.max(1);
+        self
+    }
+
+    /// Fixes the seed, to replay a failure.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Runs only cases whose name contains `text`.
+    pub fn filter(mut self, text: impl Into<String>) -> Self {
+        self.filter = Some(text.into());
+        self
+    }
+
+    /// Sets the number of instances of the concurrent cases.
+    pub fn instances(mut self, n: usize) -> Self {
+        self.instances = n.max(2);
+        self
+    }
+
+    /// Sets the per-case timeout.
+    pub fn case_timeout(mut self, timeout: Duration) -> Self {
+        self.case_timeout = timeout;
+        self
+    }
+
+    /// Sets the per-operation timeout.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Calls `f` as each case finishes, in run order, with the case's result and how far the
+    /// run is; for progress output on long runs:
+    ///
+    /// ```
+    /// let options = blobjobs_conformance::Options::default().on_case(|p| eprintln!("{}", p.line()));
+    /// # let _ = options;
+    /// ```
+    pub fn on_case(mut self, f: impl Fn(&Progress<'_>) + Send + Sync + 'static) -> Self {
+        self.on_case = Some(CaseHook::new(f));
+        self
+    }
+}
+
+/// Parses a seed written in decimal or as `0x` hexadecimal.
+pub fn parse_seed(text: &str) -> Option<u64> {
+    let t = text.trim();
+    match t.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_in_both_bases() {
+        assert_eq!(parse_seed("42"), Some(42));
+        assert_eq!(parse_seed("0x2a"), Some(42));
+        assert_eq!(parse_seed("nope"), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! What a running emulator is configured with, and the defaults the binary documents.
+
+use std::time::Duration;
+
+use blobjobs_backends::Catalog;
+
+/// The port `blobs-emulator serve` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4733;
+
+/// The largest value accepted by default: 5 GiB, Netlify's documented object size limit.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The site ID written into the `NETLIFY_BLOBS_CONTEXT` line when none is chosen.
+pub const DEFAULT_SITE_ID: &str = "local-site";
+
+/// The deploy ID written into the context line, as `netlify dev` does.
+pub const DEFAULT_DEPLOY_ID: &str = "0";
+
+/// The primary region written into the context line, as `netlify dev` does. Edge requests
+/// for deploy stores then start with `/region:dev/`, which the emulator accepts and ignores.
+pub const DEFAULT_PRIMARY_REGION: &str = "dev";
+
+/// How long a signed URL stays valid.
+pub const DEFAULT_SIGNED_URL_TTL: Duration = Duration::from_secs(3600);
+
+/// Everything [`crate::serve`] needs besides a listener.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the blobs live: every site's stores are catalog stores named `<site>/<raw store>`.
+    pub catalog: Catalog,
+    /// The one bearer token that authorizes requests for every site of this server.
+    pub token: String,
+    /// The largest value a PUT may carry, in bytes; larger bodies get 413 and write nothing.
+    pub max_blob_size: u64,
+    /// Entries per page of a key listing and of a store listing.
+    pub list_page_size: usize,
+    /// How long a signed URL issued in API mode stays valid.
+    pub signed_url_ttl: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults: [`DEFAULT_MAX_BLOB_SIZE`],
+    /// [`blobjobs_store_api::list::DEFAULT_PAGE_SIZE`] and [`DEFAULT_SIGNED_URL_TTL`].
+    pub fn new(catalog: Catalog, token: impl Into<String>) -> Self {
+        Config {
+            catalog,
+            token: token.into(),
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            list_page_size: blobjobs_store_api::list::DEFAULT_PAGE_SIZE,
+            signed_url_ttl: DEFAULT_SIGNED_URL_TTL,
+        }
+    }
+
+    /// Sets the largest accepted value.
+    pub fn max_blob_size(mut self, bytes: u64) -> Self {
+        self.max_blob_size = bytes;
+        self
+    }
+
+    /// Sets the page size of listings.
+    pub fn list_page_size(mut self, entries: usize) -> Self {
+        self.list_page_size = entries;
+        self
+    }
+
+    /// Sets how long signed URLs stay valid.
+    pub fn signed_url_ttl(mut self, ttl: Duration) -> Self {
+        self.signed_url_ttl = ttl;
+        self
+    }
+}
