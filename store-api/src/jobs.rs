@@ -141,6 +141,13 @@ impl<S: BlobStore + ?Sized> BlobJobStore<S> {
         format!("{JOB_PREFIX}{id}")
     }
 
+    /// The job ID a listed key names, or `None` for a key that is not a job's. A store that
+    /// lists keys outside the prefix it was asked for (a third-party one, say) is not trusted
+    /// to have cut them at a character boundary, so the key is never sliced by length.
+    fn id_of(key: &str) -> Option<JobId> {
+        JobId::new(key.strip_prefix(JOB_PREFIX)?).ok()
+    }
+
     fn now(&self) -> Timestamp {
         self.config.clock.now()
     }
@@ -406,7 +413,7 @@ impl<S: BlobStore + ?Sized> JobStore for BlobJobStore<S> {
         let now = self.now();
         let mut jobs = Vec::new();
         for entry in page.blobs {
-            let Ok(id) = JobId::new(&entry.key[JOB_PREFIX.len()..]) else {
+            let Some(id) = Self::id_of(&entry.key) else {
                 continue;
             };
             // A job deleted between the listing and this read is simply skipped.
@@ -441,7 +448,7 @@ impl<S: BlobStore + ?Sized> JobStore for BlobJobStore<S> {
                 let Some(blob) = self.blobs.get(&entry.key).await? else {
                     continue;
                 };
-                let Ok(id) = JobId::new(&entry.key[JOB_PREFIX.len()..]) else {
+                let Some(id) = Self::id_of(&entry.key) else {
                     continue;
                 };
                 let job = Self::decode(&id, &blob.value)?;

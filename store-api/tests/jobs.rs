@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ struct TestStore {
     map: Mutex<BTreeMap<String, Blob>>,
     lose_next_races: AtomicU32,
     conditional_writes: AtomicU32,
+    /// Misbehave: list every key, whatever prefix was asked for.
+    list_ignores_prefix: AtomicBool,
 }
 
 #[async_trait]
@@ -69,7 +71,10 @@ impl BlobStore for TestStore {
         self.map.lock().unwrap().remove(key);
         Ok(())
     }
-    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+    async fn list(&self, mut options: ListOptions) -> Result<ListPage> {
+        if self.list_ignores_prefix.load(Ordering::SeqCst) {
+            options.prefix.clear();
+        }
         let entries: Vec<ListEntry> = self
             .map
             .lock()
@@ -402,4 +407,33 @@ async fn progress_is_bounded() {
     f.jobs.claim(&job.id, "w", LEASE).await.unwrap();
     let err = f.jobs.progress(&job.id, "w", 101, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn keys_listed_outside_the_job_prefix_are_skipped_not_sliced() {
+    let f = fixture();
+    let job = f
+        .jobs
+        .create(NewJob::new("extract", json!({})).ttl(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // Shorter than the prefix, and one whose fifth byte falls inside a two-byte character:
+    // slicing either by the prefix's length would panic.
+    for key in ["x", "abcd\u{e9}z"] {
+        f.store
+            .set(key, Bytes::from_static(b"{}"), SetOptions::default())
+            .await
+            .unwrap();
+    }
+    f.store.list_ignores_prefix.store(true, Ordering::SeqCst);
+
+    let page = f.jobs.list(JobFilter::default()).await.unwrap();
+    assert_eq!(
+        page.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(),
+        [&job.id]
+    );
+
+    f.clock.advance(Duration::from_secs(61));
+    assert_eq!(f.jobs.purge_expired().await.unwrap(), 1);
+    assert!(f.store.get("x").await.unwrap().is_some());
 }
