@@ -27,37 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use args::{Args, Group, parse_args};
+pub use args::Args;
+use args::Group;
 use results::Results;
-
-pub const HELP: &str = "\
-usage: cargo xtask bench [GROUP...] [options]
-
-Runs the project's benchmarks (all groups by default) and writes a report to
-target/bench-report/: report.md (medians, ratios and targets), throughput.svg,
-results.json, and the raw logs. Loopback only; every run is bounded in time.
-
-groups:
-  stores     criterion: set, get, compare-and-swap, list 1,000 and 10,000 keys on memory and
-             file (durable, no fsync); the raw disk loop (temp file, fsync, rename, fsync dir);
-             a paired FileStore::set / raw loop run
-  jobs       criterion: job create, claim, succeed, get (BlobJobStore) on memory and file
-  emulator   criterion: the same blob and job operations through HttpStore and the emulator
-  http       load run: blobs-emulator (--no-fsync and durable) against the official Node
-             BlobsServer, GET and PUT of 1 KiB at 1, 16, 64 connections, list 10,000 keys
-  client     the Rust client (HttpStore) against the official JS client, get and set at 1 and
-             16 concurrent requests, against blobs-emulator
-
-options:
-  --quick                short runs for a quick look (rough numbers)
-  --seconds S            length of each round of a load point (default 2, or 1 with
-                         --quick); a full run times every point twice, alternating
-                         servers, and keeps the better round
-  --save-baseline NAME   save the figures as baseline NAME (criterion's baselines, and
-                         target/bench-report/baselines/NAME.json for all figures)
-  --baseline NAME        compare with baseline NAME; changes for the worse over 10% are flagged
-                         in the report and on stdout
-";
 
 /// Set in the environment of the release re-run, so that it never re-runs itself.
 const RELEASE_ENV: &str = "XTASK_BENCH_RELEASE";
@@ -152,11 +124,9 @@ pub fn random_token() -> Result<String> {
 }
 
 /// Runs the task.
-pub fn run(root: &Path, raw_args: &[String]) -> Result<()> {
-    let Some(args) = parse_args(raw_args)? else {
-        return Ok(());
-    };
-    let needs_release = args.groups.iter().any(|g| g.needs_release());
+pub fn run(root: &Path, args: Args) -> Result<()> {
+    let groups = args.groups();
+    let needs_release = groups.iter().any(|g| g.needs_release());
     if needs_release && cfg!(debug_assertions) && std::env::var_os(RELEASE_ENV).is_none() {
         eprintln!("==> the load generator must be optimized: running this task as a release build");
         let status = crate::cargo()
@@ -169,7 +139,7 @@ pub fn run(root: &Path, raw_args: &[String]) -> Result<()> {
                 "--",
                 "bench",
             ])
-            .args(raw_args)
+            .args(args.to_command_line())
             .env(RELEASE_ENV, "1")
             .status()
             .context("cannot start cargo run --release")?;
@@ -202,7 +172,7 @@ pub fn run(root: &Path, raw_args: &[String]) -> Result<()> {
         machine: results::Machine::detect(),
         date: blobjobs_store_api::Timestamp::now().to_rfc3339(),
         mode: if args.quick { "quick" } else { "full" }.to_owned(),
-        groups: args.groups.iter().map(|g| g.name().to_owned()).collect(),
+        groups: groups.iter().map(|g| g.name().to_owned()).collect(),
         node: node.as_ref().map(|n| n.blobs_version.clone()),
         node_runtime: node.as_ref().map(|n| n.node_version.clone()),
         notes: Vec::new(),
@@ -235,7 +205,6 @@ pub fn run(root: &Path, raw_args: &[String]) -> Result<()> {
     ));
 
     let emulator = criterion::build(&ctx)?;
-    let groups = ctx.args.groups.clone();
     for group in groups {
         match group {
             Group::Stores => criterion::run(&mut ctx, &criterion::STORES)?,
@@ -273,8 +242,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The number of progress steps of a run.
 fn total_steps(args: &Args, node: bool) -> usize {
-    args.groups
-        .iter()
+    args.groups()
+        .into_iter()
         .map(|g| match g {
             Group::Stores => criterion::STORES.ids().len(),
             Group::Jobs => criterion::JOBS.ids().len(),
@@ -353,17 +322,11 @@ mod tests {
 
     #[test]
     fn step_totals_follow_the_groups_and_node() {
-        let args = Args {
-            groups: vec![Group::Client, Group::Http],
-            quick: true,
-            ..Args::default()
-        };
+        let mut args = Args::with_groups(&[Group::Client, Group::Http]);
+        args.quick = true;
         assert_eq!(total_steps(&args, true), 4 * 6 + 3 + 8);
         assert_eq!(total_steps(&args, false), 3 * 6 + 2 + 4);
-        let all = Args {
-            groups: Group::ALL.to_vec(),
-            ..Args::default()
-        };
+        let all = Args::default();
         assert_eq!(total_steps(&all, true), 16 + 12 + 9 + 2 * 24 + 3 + 8);
     }
 }
