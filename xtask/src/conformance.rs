@@ -188,7 +188,7 @@ async fn run_backends(
     let process_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let emulator_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
 
-    let token = random_token()?;
+    let token = crate::random_token()?;
     let catalog = if emulator_memory {
         Catalog::memory()
     } else {
@@ -278,13 +278,6 @@ async fn run_backends(
         Err(e) => eprintln!("the emulator task failed: {e}"),
     }
     Ok(reports)
-}
-
-/// A fresh bearer token for this run's emulator. It is never printed.
-fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The readable shrunk timeline of one cross-instance failure of `report`: the job model's

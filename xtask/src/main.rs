@@ -67,6 +67,14 @@ fn root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
+/// A fresh bearer token for a server that this process starts (the conformance run's
+/// emulator, the benchmark servers): 192 random bits as hex. It is never printed.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.current_dir(root());
@@ -139,5 +147,16 @@ mod tests {
             assert!(help.contains(&format!("  {name} ")), "{name}: {help}");
         }
         assert!(help.contains("Usage: cargo xtask"), "{help}");
+    }
+
+    #[test]
+    fn tokens_are_fresh_hex() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(a.len(), 48);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
     }
 }

@@ -123,7 +123,7 @@ pub fn steps(node: bool) -> usize {
 
 /// Runs the comparison against an in-memory emulator started from `emulator`.
 pub async fn run(ctx: &mut Ctx, emulator: &std::path::Path, node: Option<&Node>) -> Result<()> {
-    let token = super::random_token()?;
+    let token = crate::random_token()?;
     let server = Server::emulator(emulator, super::servers::Storage::Memory, &token).await?;
     let url = server.url();
     let duration = ctx.point_duration();

@@ -70,7 +70,7 @@ struct Loaded {
 /// figures taken seconds apart even when the machine's speed drifts.
 pub async fn run(ctx: &mut Ctx, emulator: &Path, node: Option<&Node>) -> Result<()> {
     criterion::settle_disk();
-    let token = super::random_token()?;
+    let token = crate::random_token()?;
     let entry = |id: &'static str, server: Server, list: bool| Loaded {
         id,
         label: server_label(id),

@@ -116,13 +116,6 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
         .context("cargo metadata has no target directory")
 }
 
-/// A fresh bearer token for a benchmark server.
-pub fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Runs the task.
 pub fn run(root: &Path, args: Args) -> Result<()> {
     let groups = args.groups();
