@@ -24,83 +24,38 @@ use blobjobs_store_api::BlobStore;
 /// The site the HTTP backend talks to on the emulator.
 const SITE_ID: &str = "conformance-site";
 
-pub const HELP: &str = "\
-usage: cargo xtask conformance [options]
-
-Runs the conformance suite against memory, file, file with every instance a separate
-process, and the HTTP backend through an in-process emulator; prints the matrix and the
-memory backend's counterexample; writes text, JSON lines, JUnit and Markdown reports.
-Exits 0 exactly when memory fails every cross-instance property and passes every
-single-instance one, and every other backend passes everything.
-
-options:
-  --cases N           generated sequences per model-based case (default 48, or CONFORMANCE_CASES)
-  --seed S            the run's seed, to replay a failure (default: fresh, printed)
-  --filter TEXT       only cases whose name contains TEXT
-  --emulator-memory   the emulator keeps its stores in memory (default: a temporary directory)
-  --out DIR           where the reports go (default: target/conformance)
-";
-
-struct Args {
-    cases: Option<u32>,
-    seed: Option<u64>,
-    filter: Option<String>,
-    emulator_memory: bool,
-    out: Option<PathBuf>,
+/// The options of `cargo xtask conformance`.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct Args {
+    /// Generated sequences per model-based case (default 48, or CONFORMANCE_CASES)
+    #[arg(long, value_name = "N")]
+    pub cases: Option<u32>,
+    /// The run's seed, decimal or 0x hex, to replay a failure (default: fresh, printed)
+    #[arg(long, value_name = "S", value_parser = parse_seed)]
+    pub seed: Option<u64>,
+    /// Only cases whose name contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// The emulator keeps its stores in memory (default: a temporary directory)
+    #[arg(long)]
+    pub emulator_memory: bool,
+    /// Where the reports go (default: target/conformance)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
-fn parse_args(args: &[String]) -> Result<Option<Args>> {
-    let mut parsed = Args {
-        cases: None,
-        seed: None,
-        filter: None,
-        emulator_memory: false,
-        out: None,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--cases" => {
-                let v = value("--cases")?;
-                parsed.cases = Some(v.parse().with_context(|| format!("bad --cases {v:?}"))?);
-            }
-            "--seed" => {
-                let v = value("--seed")?;
-                parsed.seed = Some(
-                    blobjobs_conformance::parse_seed(&v)
-                        .with_context(|| format!("bad --seed {v:?}"))?,
-                );
-            }
-            "--filter" => parsed.filter = Some(value("--filter")?),
-            "--out" => parsed.out = Some(PathBuf::from(value("--out")?)),
-            "--emulator-memory" => parsed.emulator_memory = true,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(None);
-            }
-            other => {
-                eprint!("{HELP}");
-                bail!("unknown option {other:?}");
-            }
-        }
-    }
-    Ok(Some(parsed))
+fn parse_seed(text: &str) -> Result<u64, String> {
+    blobjobs_conformance::parse_seed(text)
+        .ok_or_else(|| "a seed is a decimal or 0x hexadecimal number".to_owned())
 }
 
 /// Runs the task.
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let Some(args) = parse_args(args)? else {
-        return Ok(());
-    };
+pub fn run(root: &Path, args: Args) -> Result<()> {
     let started = Instant::now();
 
     // The library's defaults, which read CONFORMANCE_CASES, CONFORMANCE_SEED and
-    // CONFORMANCE_FILTER; the flags win over them.
+    // CONFORMANCE_FILTER; the flags win over them. (Once `Options::default()` stops reading
+    // the environment, this becomes `Options::from_env()`.)
     let mut options = Options::default();
     if let Some(cases) = args.cases {
         options.cases = cases;
@@ -233,7 +188,7 @@ async fn run_backends(
     let process_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let emulator_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
 
-    let token = random_token()?;
+    let token = crate::random_token()?;
     let catalog = if emulator_memory {
         Catalog::memory()
     } else {
@@ -323,13 +278,6 @@ async fn run_backends(
         Err(e) => eprintln!("the emulator task failed: {e}"),
     }
     Ok(reports)
-}
-
-/// A fresh bearer token for this run's emulator. It is never printed.
-fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The readable shrunk timeline of one cross-instance failure of `report`: the job model's
@@ -473,6 +421,8 @@ fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
 
     fn case(name: &str, scope: Scope, failed: bool) -> CaseReport {
@@ -572,7 +522,15 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let args: Vec<String> = [
+        let parse = |args: &[&str]| {
+            crate::Cli::try_parse_from(["xtask", "conformance"].iter().chain(args)).map(|cli| {
+                match cli.task {
+                    Some(crate::Task::Conformance(args)) => args,
+                    other => panic!("not conformance: {other:?}"),
+                }
+            })
+        };
+        let parsed = parse(&[
             "--cases",
             "8",
             "--seed",
@@ -580,16 +538,27 @@ mod tests {
             "--filter",
             "claim",
             "--emulator-memory",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let parsed = parse_args(&args).unwrap().unwrap();
+            "--out",
+            "reports",
+        ])
+        .unwrap();
         assert_eq!(parsed.cases, Some(8));
         assert_eq!(parsed.seed, Some(16));
         assert_eq!(parsed.filter.as_deref(), Some("claim"));
         assert!(parsed.emulator_memory);
-        assert!(parse_args(&["--cases".to_string()]).is_err());
-        assert!(parse_args(&["--bogus".to_string()]).is_err());
+        assert_eq!(parsed.out, Some(PathBuf::from("reports")));
+        assert_eq!(parse(&[]).unwrap(), Args::default());
+        for bad in [
+            &["--cases"][..],
+            &["--cases", "many"],
+            &["--seed", "nope"],
+            &["--bogus"],
+            &["extra"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let help = parse(&["--help"]).unwrap_err().to_string();
+        assert!(help.contains("Exits 0 exactly when memory fails"), "{help}");
+        assert!(help.contains("--seed <S>"), "{help}");
     }
 }

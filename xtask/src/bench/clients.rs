@@ -15,8 +15,10 @@ use bytes::Bytes;
 
 use super::Ctx;
 use super::load::Stats;
-use super::report::{CLIENT_WORKERS, Unit};
+use super::markdown::sig;
+use super::results::Unit;
 use super::servers::{Node, SITE, Server};
+use super::targets::CLIENT_WORKERS;
 
 /// Distinct keys per worker; operations cycle through them (as in the JS script).
 const KEYS_PER_WORKER: usize = 100;
@@ -81,20 +83,7 @@ async fn phase(
     for task in tasks {
         parts.push(task.await.context("a client task panicked")?);
     }
-    let mut all = Stats {
-        elapsed: started.elapsed(),
-        ..Stats::default()
-    };
-    for part in parts {
-        all.requests += part.requests;
-        all.errors += part.errors;
-        all.latencies.extend(part.latencies);
-        if all.first_error.is_none() {
-            all.first_error = part.first_error;
-        }
-    }
-    all.latencies.sort_unstable();
-    Ok(all)
+    Ok(Stats::merge(parts, started.elapsed()))
 }
 
 /// Writes every key the get phase reads, untimed, however far the set phase got.
@@ -119,15 +108,22 @@ fn record(ctx: &mut Ctx, client: &str, op: &str, workers: usize, rate: f64, p50:
     ctx.results.set(format!("{prefix}/p99"), p99, Unit::Ms);
     ctx.progress.step(&format!(
         "client: {client} {op} x{workers}: {}/s  p50 {} ms  p99 {} ms",
-        super::report::sig(rate),
-        super::report::sig(p50),
-        super::report::sig(p99)
+        sig(rate),
+        sig(p50),
+        sig(p99)
     ));
+}
+
+/// The progress steps of the comparison: get and set at each concurrency level, for the Rust
+/// client and, with `node`, the JS client.
+pub fn steps(node: bool) -> usize {
+    let clients = if node { 2 } else { 1 };
+    clients * 2 * CLIENT_WORKERS.len()
 }
 
 /// Runs the comparison against an in-memory emulator started from `emulator`.
 pub async fn run(ctx: &mut Ctx, emulator: &std::path::Path, node: Option<&Node>) -> Result<()> {
-    let token = super::random_token()?;
+    let token = crate::random_token()?;
     let server = Server::emulator(emulator, super::servers::Storage::Memory, &token).await?;
     let url = server.url();
     let duration = ctx.point_duration();

@@ -10,7 +10,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 
 use super::Ctx;
-use super::report::Unit;
+use super::markdown::time;
+use super::results::Unit;
 
 /// The packages holding benchmarks. They are always built together, so that cargo resolves
 /// features once and never rebuilds between two runs.
@@ -180,7 +181,7 @@ pub fn run(ctx: &mut Ctx, target: &BenchTarget) -> Result<()> {
         writeln!(log, "{line}")?;
         if let Some(id) = finished_bench(&line, &mut pending) {
             let median = read_median(&ctx.criterion_dir(), &id);
-            let shown = median.map_or_else(|| "no estimate".to_owned(), super::report::time);
+            let shown = median.map_or_else(|| "no estimate".to_owned(), time);
             ctx.progress.step(&format!("{}: {id} {shown}", target.name));
         } else if line.starts_with("paired durable") {
             ctx.progress.note(&line);

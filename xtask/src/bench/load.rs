@@ -133,8 +133,9 @@ impl Stats {
         percentile(&self.latencies, q) as f64 / 1e6
     }
 
-    /// Folds the per-connection results into one.
-    fn merge(parts: Vec<Stats>, elapsed: Duration) -> Stats {
+    /// Folds the results of connections (or client tasks) that ran side by side into one,
+    /// taking `elapsed` as the wall time of them all.
+    pub(super) fn merge(parts: Vec<Stats>, elapsed: Duration) -> Stats {
         let mut all = Stats {
             elapsed,
             ..Stats::default()

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::report::{CLIENT_WORKERS, CONNECTIONS, Results, SERVERS, sig};
+use super::markdown::sig;
+use super::results::Results;
+use super::targets::{CLIENT_WORKERS, CONNECTIONS, SERVERS};
 
 const PANEL_WIDTH: f64 = 470.0;
 const PANEL_HEIGHT: f64 = 300.0;
@@ -243,7 +245,7 @@ pub fn chart(results: &Results) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::report::Unit;
+    use super::super::results::Unit;
     use super::*;
 
     #[test]
