@@ -1,0 +1,144 @@
+//! The platform calls: reads that never wait for the disk (`openat2`, `preadv2`), the atomic
+//! swap of two files (`renameat2`), and directory fsync.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use blobjobs_store_api::Result;
+
+use super::io_error;
+
+/// Reads from the page cache alone, without ever waiting for the disk, so that the async
+/// caller can do it in place rather than on the blocking pool: the path is resolved only from
+/// cached directory entries (`openat2` with `RESOLVE_CACHED`) and the bytes are read only if
+/// cached (`preadv2` with `RWF_NOWAIT`). Returns the file's first `max` bytes (the whole file
+/// if `whole`), or `None` when that cannot be done without waiting, or on any error: the
+/// blocking path then does the read and reports what went wrong.
+#[cfg(target_os = "linux")]
+pub(super) fn read_cached(path: &Path, max: usize, whole: bool) -> Option<CachedRead> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+    use rustix::io::{Errno, IoSliceMut, ReadWriteFlags, preadv2};
+
+    /// Cleared for good when the kernel lacks `openat2` or `RESOLVE_CACHED` (before 5.12), or
+    /// a file system cannot read without waiting (`EOPNOTSUPP` from `RWF_NOWAIT`, as on FUSE),
+    /// so that such a process stops paying for attempts that cannot succeed.
+    static SUPPORTED: AtomicBool = AtomicBool::new(true);
+    if !SUPPORTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    // No access time update: on a journaling file system it may wait for the journal. The
+    // kernel allows `O_NOATIME` only to the file's owner; anyone else gets `EPERM` and reads
+    // on the blocking pool. `O_NONBLOCK` keeps a FIFO or device file at a key's path from
+    // blocking the open; anything but a regular file then goes to the blocking path.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME | OFlags::NONBLOCK;
+    let fd = match openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Some(CachedRead::Absent),
+        Err(Errno::NOSYS | Errno::INVAL) => {
+            SUPPORTED.store(false, Ordering::Relaxed);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let file = File::from(fd);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let file_len = meta.len();
+    if whole && file_len > max as u64 {
+        return None;
+    }
+    let len = usize::try_from(file_len).ok()?.min(max);
+    let mut data = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let mut bufs = [IoSliceMut::new(&mut data[filled..])];
+        match preadv2(&file, &mut bufs, filled as u64, ReadWriteFlags::NOWAIT) {
+            // Shorter than its length a moment ago: let the blocking path tell why.
+            Ok(0) => return None,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::OPNOTSUPP) => {
+                SUPPORTED.store(false, Ordering::Relaxed);
+                return None;
+            }
+            Err(_) => return None,
+        }
+    }
+    Some(CachedRead::Found { data, file_len })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_: &Path, _: usize, _: bool) -> Option<CachedRead> {
+    None
+}
+
+/// What [`read_cached`] found.
+pub(super) enum CachedRead {
+    /// No file at the path.
+    Absent,
+    /// The file's first bytes, and its length.
+    Found { data: Vec<u8>, file_len: u64 },
+}
+
+/// Atomically swaps the files at `from` and `to` (`renameat2` with `RENAME_EXCHANGE`, or
+/// `renamex_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when it could not:
+/// `to` does not exist, the platform or file system cannot swap, or any other error. A failed
+/// swap changes nothing, so the caller then renames, which reports a real failure.
+pub(super) fn exchange(from: &Path, to: &Path) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE).is_ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    {
+        let _ = (from, to);
+        false
+    }
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    match File::open(dir) {
+        Ok(d) => d.sync_all().map_err(|e| io_error("cannot sync", dir, e)),
+        // Removed meanwhile by a delete, which is the later state anyway.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("cannot open directory", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn exchange_swaps_two_files_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, "one").unwrap();
+        fs::write(&b, "two").unwrap();
+        let swapped = exchange(&a, &b);
+        // Every Linux file system a temporary directory lives on (ext4, xfs, btrfs, tmpfs)
+        // can swap.
+        #[cfg(target_os = "linux")]
+        assert!(swapped);
+        if swapped {
+            assert_eq!(fs::read_to_string(&a).unwrap(), "two");
+            assert_eq!(fs::read_to_string(&b).unwrap(), "one");
+        } else {
+            // A platform or file system that cannot swap leaves both files as they were.
+            assert_eq!(fs::read_to_string(&a).unwrap(), "one");
+            assert_eq!(fs::read_to_string(&b).unwrap(), "two");
+        }
+        let missing = dir.path().join("missing");
+        assert!(!exchange(&a, &missing));
+        assert!(!missing.exists());
+        assert!(a.exists());
+    }
+}
