@@ -74,28 +74,25 @@ mod sys;
 mod walk;
 mod write;
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use blobjobs_store_api::{
-    Blob, BlobInfo, BlobStore, ByteStream, Error, ErrorKind, Etag, ListOptions, ListPage, Result,
-    SetOptions, SetOutcome, Timestamp, once_stream, validate_key, validate_metadata,
+    Blob, BlobInfo, BlobStore, ByteStream, Error, ErrorKind, ListOptions, ListPage, Result,
+    SetOptions, SetOutcome, once_stream, validate_key, validate_metadata,
 };
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
-use self::format::{Header, PREFIX_LEN, blob_prefix};
-use self::list_cache::{ListCache, Listed};
+use self::list_cache::ListCache;
 use self::names::{check_store_name, store_dir};
 use self::read::{
     Opened, WHOLE_READ, open_blob, read_blob, read_blob_cached, read_blob_info,
     read_blob_info_cached, value_stream,
 };
 use self::walk::list_stores_blocking;
-use self::write::{SMALL_BODY, check_max_size, concat, next_chunk};
 
 /// The longest store name accepted, in UTF-8 bytes (catalog names such as
 /// `site-1/deploy:abc:name` are longer than user-facing ones).
@@ -297,97 +294,16 @@ impl BlobStore for FileStore {
     async fn set_stream(
         &self,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         max_size: Option<u64>,
         options: SetOptions,
     ) -> Result<SetOutcome> {
         validate_key(key)?;
         validate_metadata(&options.metadata)?;
-        // Most bodies are small: collect the start of the body, and if it ends there, write it
-        // as `set` does, in one blocking call.
-        let mut head = Vec::new();
-        let mut size: u64 = 0;
-        while size <= SMALL_BODY as u64 {
-            let Some(chunk) = next_chunk(&mut body).await else {
-                let value = concat(head);
-                let inner = self.inner.clone();
-                let key = key.to_owned();
-                return blocking(move || inner.set(&key, &value, &options)).await;
-            };
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            check_max_size(size, max_size)?;
-            head.push(chunk);
-        }
-        let inner = self.inner.clone();
-        let target = inner.key_path(key);
-        let key = key.to_owned();
-        let etag = Etag::random()?;
-        // The size and time are known only at the end, so the header is written with the
-        // widest values first and overwritten in place, padded to the same length.
-        let mut header = Header {
-            etag: etag.clone(),
-            size: u64::MAX,
-            last_modified: u64::MAX,
-            metadata: options.metadata,
-        };
-        let reserved = blob_prefix(&header, None)?;
-        let json_len = reserved.len() - PREFIX_LEN;
-        let (file, temp) = {
-            let inner = inner.clone();
-            let dir = target.dir.clone();
-            blocking(move || {
-                let (mut file, temp) = inner.create_temp(&dir)?;
-                let written = file
-                    .write_all(&reserved)
-                    .and_then(|()| head.iter().try_for_each(|chunk| file.write_all(chunk)));
-                written.map_err(|e| io_error("cannot write", &temp.path, e))?;
-                Ok((file, temp))
-            })
-            .await?
-        };
-        let mut file = tokio::fs::File::from_std(file);
-        while let Some(chunk) = next_chunk(&mut body).await {
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            if let Err(e) = check_max_size(size, max_size) {
-                drop(file);
-                blocking(move || {
-                    drop(temp);
-                    Ok(())
-                })
-                .await?;
-                return Err(e);
-            }
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| io_error("cannot write", &temp.path, e))?;
-        }
-        file.flush()
+        self.inner
+            .clone()
+            .set_stream(key, body, max_size, options)
             .await
-            .map_err(|e| io_error("cannot write", &temp.path, e))?;
-        let file = file.into_std().await;
-        header.size = size;
-        header.last_modified = Timestamp::now().as_millis();
-        blocking(move || {
-            let prefix = blob_prefix(&header, Some(json_len))?;
-            let mut file = file;
-            file.seek(SeekFrom::Start(0))
-                .and_then(|_| file.write_all(&prefix))
-                .map_err(|e| io_error("cannot write", &temp.path, e))?;
-            if inner.options.fsync {
-                file.sync_data()
-                    .map_err(|e| io_error("cannot sync", &temp.path, e))?;
-            }
-            drop(file);
-            let written = Listed {
-                etag,
-                size: header.size,
-                last_modified: Timestamp::from_millis(header.last_modified),
-            };
-            inner.commit(&key, temp, &target, &options.condition, written)
-        })
-        .await
     }
 }
 

@@ -1,28 +1,31 @@
 //! Writing: temporary files, the commit under the store lock, deletes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use blobjobs_store_api::{
     ByteStream, Condition, Error, ErrorKind, Etag, Result, SetOptions, SetOutcome, Timestamp,
 };
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt;
 
-use super::format::{Header, blob_prefix};
+use super::format::{Header, PREFIX_LEN, blob_prefix};
 use super::list_cache::{CachedKey, Listed};
 use super::names::{KeyPath, NAME_FILE, TEMP_PREFIX, random_hex};
 use super::read::{exists, read_blob_info};
 use super::sys::{exchange, sync_dir};
 use super::walk::walk_keys;
-use super::{Inner, io_error};
+use super::{Inner, blocking, io_error};
 
 /// Values up to this size are written together with their header in one system call.
 const SMALL_VALUE: usize = 256 * 1024;
 
 /// [`BlobStore::set_stream`] collects up to this much of a body in memory; a body that ends
 /// within it is written like [`BlobStore::set`], in one blocking call.
-pub(super) const SMALL_BODY: usize = 64 * 1024;
+const SMALL_BODY: usize = 64 * 1024;
 
 /// How often a write retries creating its temporary file when a concurrent delete removed
 /// the empty directory it had just created.
@@ -308,13 +311,107 @@ impl Inner {
     }
 }
 
-/// The next chunk of a body.
-pub(super) async fn next_chunk(body: &mut ByteStream) -> Option<Result<Bytes>> {
-    std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await
+impl Inner {
+    /// Writes the value streamed in `body` to `key`, once [`BlobStore::set_stream`] has checked
+    /// the key and metadata; fails with [`ErrorKind::TooLarge`] as soon as the body is longer
+    /// than `max_size`, having written nothing.
+    pub(super) async fn set_stream(
+        self: Arc<Self>,
+        key: &str,
+        mut body: ByteStream,
+        max_size: Option<u64>,
+        options: SetOptions,
+    ) -> Result<SetOutcome> {
+        // Most bodies are small: collect the start of the body, and if it ends there, write it
+        // as `set` does, in one blocking call.
+        let mut head = Vec::new();
+        let mut size: u64 = 0;
+        while size <= SMALL_BODY as u64 {
+            let Some(chunk) = body.next().await else {
+                let value = concat(head);
+                let inner = self.clone();
+                let key = key.to_owned();
+                return blocking(move || inner.set(&key, &value, &options)).await;
+            };
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            check_max_size(size, max_size)?;
+            head.push(chunk);
+        }
+        let inner = self;
+        let target = inner.key_path(key);
+        let key = key.to_owned();
+        let etag = Etag::random()?;
+        // The size and time are known only at the end, so the header is written with the
+        // widest values first and overwritten in place, padded to the same length.
+        let mut header = Header {
+            etag: etag.clone(),
+            size: u64::MAX,
+            last_modified: u64::MAX,
+            metadata: options.metadata,
+        };
+        let reserved = blob_prefix(&header, None)?;
+        let json_len = reserved.len() - PREFIX_LEN;
+        let (file, temp) = {
+            let inner = inner.clone();
+            let dir = target.dir.clone();
+            blocking(move || {
+                let (mut file, temp) = inner.create_temp(&dir)?;
+                let written = file
+                    .write_all(&reserved)
+                    .and_then(|()| head.iter().try_for_each(|chunk| file.write_all(chunk)));
+                written.map_err(|e| io_error("cannot write", &temp.path, e))?;
+                Ok((file, temp))
+            })
+            .await?
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            if let Err(e) = check_max_size(size, max_size) {
+                drop(file);
+                blocking(move || {
+                    drop(temp);
+                    Ok(())
+                })
+                .await?;
+                return Err(e);
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_error("cannot write", &temp.path, e))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| io_error("cannot write", &temp.path, e))?;
+        let file = file.into_std().await;
+        header.size = size;
+        header.last_modified = Timestamp::now().as_millis();
+        blocking(move || {
+            let prefix = blob_prefix(&header, Some(json_len))?;
+            let mut file = file;
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.write_all(&prefix))
+                .map_err(|e| io_error("cannot write", &temp.path, e))?;
+            if inner.options.fsync {
+                file.sync_data()
+                    .map_err(|e| io_error("cannot sync", &temp.path, e))?;
+            }
+            drop(file);
+            let written = Listed {
+                etag,
+                size: header.size,
+                last_modified: Timestamp::from_millis(header.last_modified),
+            };
+            inner.commit(&key, temp, &target, &options.condition, written)
+        })
+        .await
+    }
 }
 
 /// Fails with [`ErrorKind::TooLarge`] once `size` bytes are more than `max_size`.
-pub(super) fn check_max_size(size: u64, max_size: Option<u64>) -> Result<()> {
+fn check_max_size(size: u64, max_size: Option<u64>) -> Result<()> {
     match max_size {
         Some(max) if size > max => Err(Error::new(
             ErrorKind::TooLarge,
@@ -325,7 +422,7 @@ pub(super) fn check_max_size(size: u64, max_size: Option<u64>) -> Result<()> {
 }
 
 /// The chunks of a body as one value, copied only if there is more than one.
-pub(super) fn concat(mut chunks: Vec<Bytes>) -> Bytes {
+fn concat(mut chunks: Vec<Bytes>) -> Bytes {
     if chunks.len() <= 1 {
         return chunks.pop().unwrap_or_default();
     }
