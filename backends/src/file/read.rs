@@ -1,7 +1,7 @@
 //! Reading blob files: whole, header only, or as a stream, on the blocking pool or in place
 //! from the page cache.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
 use super::format::{PREFIX_LEN, decode_header, header_extent, parse_whole};
-use super::sys::{CachedRead, read_cached};
+use super::sys::{CachedRead, open_existing, read_cached};
 use super::{corrupt, io_error};
 
 /// How much of a file to read at once when only the header is wanted.
@@ -21,22 +21,6 @@ const STREAM_CHUNK: usize = 64 * 1024;
 /// Blob files up to this size (a value of about 64 KiB and its header) are read whole by
 /// [`BlobStore::get_stream`], in the same blocking call that opens them; larger ones stream.
 pub(super) const WHOLE_READ: usize = STREAM_CHUNK + HEAD_READ;
-
-/// Opens a file for reading, or `None` if it does not exist. `O_NONBLOCK` changes nothing for
-/// a regular file, but keeps a FIFO someone put at a key's path from blocking the open forever
-/// (reading it then finds a damaged blob).
-fn open_existing(path: &Path) -> Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error("cannot open", path, e)),
-    }
-}
 
 /// Reads the header of an open blob file; returns it and the offset of the value.
 fn read_info(file: &mut File, path: &Path) -> Result<(BlobInfo, u64)> {

@@ -9,6 +9,25 @@ use blobjobs_store_api::Result;
 
 use super::io_error;
 
+/// Opens a file for reading, or `None` if it does not exist. `O_NONBLOCK` changes nothing for
+/// a regular file, but keeps a FIFO someone put at a key's path from blocking the open forever
+/// (reading it then finds a damaged blob).
+pub(super) fn open_existing(path: &Path) -> Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags, open};
+    use rustix::io::Errno;
+
+    // What `std::fs::OpenOptions` would do for a read, plus `O_NONBLOCK`.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    loop {
+        match open(path, flags, Mode::empty()) {
+            Ok(fd) => return Ok(Some(File::from(fd))),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_error("cannot open", path, e.into())),
+        }
+    }
+}
+
 /// Reads from the page cache alone, without ever waiting for the disk, so that the async
 /// caller can do it in place rather than on the blocking pool: the path is resolved only from
 /// cached directory entries (`openat2` with `RESOLVE_CACHED`) and the bytes are read only if
