@@ -198,8 +198,7 @@ mod tests {
         assert_eq!(counter(&store), Some(start + 4));
         rt.block_on(store.set("a", Bytes::new(), SetOptions::new()))
             .unwrap();
-        rt.block_on(FileStore::delete_store(dir.path(), "c"))
-            .unwrap();
+        rt.block_on(store.delete_all()).unwrap();
         assert_eq!(counter(&store), Some(start + 8));
     }
 }

@@ -87,16 +87,21 @@ use blobjobs_store_api::{
 use bytes::Bytes;
 
 use self::list_cache::ListCache;
-use self::names::{check_store_name, store_dir};
+pub(crate) use self::names::check_store_name;
+use self::names::store_dir;
 use self::read::{
     Opened, WHOLE_READ, open_blob, read_blob, read_blob_cached, read_blob_info,
     read_blob_info_cached, value_stream,
 };
 use self::walk::list_stores_blocking;
 
-/// The longest store name accepted, in UTF-8 bytes (catalog names such as
-/// `site-1/deploy:abc:name` are longer than user-facing ones).
-pub const MAX_FILE_STORE_NAME_BYTES: usize = crate::catalog::MAX_CATALOG_NAME_BYTES;
+#[cfg(test)]
+pub(crate) use self::sys::fsyncs_under;
+
+/// The longest store name accepted, in UTF-8 bytes. It is long enough for the internal names a
+/// [`Catalog`](crate::Catalog) gives its stores (such as `site-1/deploy:abc:name`), which are
+/// longer than user-facing ones; names longer than a file name can hold are stored by hash.
+pub const MAX_FILE_STORE_NAME_BYTES: usize = 1024;
 
 /// Settings of a [`FileStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,13 +198,14 @@ impl FileStore {
         blocking(move || list_stores_blocking(&root, &prefix)).await
     }
 
-    /// Deletes every key of the store called `name` under `root`; returns how many there were.
+    /// Deletes every key of the store; returns how many there were. Like every change, it
+    /// honours the handle's [`FileOptions`].
     ///
     /// The store's directory and lock file stay, so that a process holding the lock at this
     /// moment keeps excluding the others; an empty store is not listed.
-    pub async fn delete_store(root: impl AsRef<Path>, name: &str) -> Result<u64> {
-        let store = FileStore::open(root, name, FileOptions::default())?;
-        blocking(move || store.inner.delete_all()).await
+    pub async fn delete_all(&self) -> Result<u64> {
+        let inner = self.inner.clone();
+        blocking(move || inner.delete_all()).await
     }
 }
 

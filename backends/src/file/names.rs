@@ -28,7 +28,9 @@ pub(super) struct KeyPath {
     pub(super) file: PathBuf,
 }
 
-pub(super) fn check_store_name(name: &str) -> Result<()> {
+/// Checks that `name` can name a store: 1 to [`MAX_FILE_STORE_NAME_BYTES`] bytes. This is the
+/// one check of store names, for file stores and for every [`Catalog`](crate::Catalog).
+pub(crate) fn check_store_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_FILE_STORE_NAME_BYTES {
         return Err(Error::invalid(format!(
             "store name must be 1 to {MAX_FILE_STORE_NAME_BYTES} bytes"

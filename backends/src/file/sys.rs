@@ -121,14 +121,62 @@ pub(super) fn exchange(from: &Path, to: &Path) -> bool {
     }
 }
 
+/// Flushes a file's data, and the metadata needed to read it back, to the disk
+/// (`fdatasync`); `path` names it in errors.
+pub(super) fn sync_data(file: &File, path: &Path) -> Result<()> {
+    fsyncs::record(path);
+    file.sync_data()
+        .map_err(|e| io_error("cannot sync", path, e))
+}
+
+/// Flushes a file's data and all its metadata to the disk (`fsync`); `path` names it in
+/// errors.
+pub(super) fn sync_all(file: &File, path: &Path) -> Result<()> {
+    fsyncs::record(path);
+    file.sync_all()
+        .map_err(|e| io_error("cannot sync", path, e))
+}
+
+/// Flushes a directory's entries to the disk, so that the files created, renamed or removed
+/// in it stay so after a crash.
 pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     match File::open(dir) {
-        Ok(d) => d.sync_all().map_err(|e| io_error("cannot sync", dir, e)),
+        Ok(d) => sync_all(&d, dir),
         // Removed meanwhile by a delete, which is the later state anyway.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_error("cannot open directory", dir, e)),
     }
 }
+
+/// The fsyncs made, by path, kept in test builds only: skipping them is all that
+/// [`FileOptions::fsync`](super::FileOptions::fsync) `false` changes that a test could see
+/// (short of a power cut), so this is how a test tells whether an operation honoured it.
+#[cfg(test)]
+mod fsyncs {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub(super) fn record(path: &Path) {
+        SYNCED.lock().unwrap().push(path.to_owned());
+    }
+
+    /// How many fsyncs were made of `root` and the files and directories under it. Tests run
+    /// in parallel, so each counts under a root of its own.
+    pub(crate) fn under(root: &Path) -> usize {
+        let synced = SYNCED.lock().unwrap();
+        synced.iter().filter(|p| p.starts_with(root)).count()
+    }
+}
+
+#[cfg(not(test))]
+mod fsyncs {
+    pub(super) fn record(_: &std::path::Path) {}
+}
+
+#[cfg(test)]
+pub(crate) use fsyncs::under as fsyncs_under;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use super::format::{Header, PREFIX_LEN, blob_prefix};
 use super::list_cache::{CachedKey, Listed};
 use super::names::{KeyPath, NAME_FILE, TEMP_PREFIX, random_hex};
 use super::read::{exists, read_blob_info};
-use super::sys::{exchange, sync_dir};
+use super::sys::{exchange, sync_all, sync_data, sync_dir};
 use super::walk::walk_keys;
 use super::{Inner, blocking, io_error};
 
@@ -90,8 +90,7 @@ impl Inner {
             file.write_all(self.name.as_bytes())
                 .map_err(|e| io_error("cannot write", &name_path, e))?;
             if self.options.fsync {
-                file.sync_all()
-                    .map_err(|e| io_error("cannot sync", &name_path, e))?;
+                sync_all(&file, &name_path)?;
             }
             self.sync_dir(&temp)
         })();
@@ -219,8 +218,7 @@ impl Inner {
         };
         written.map_err(|e| io_error("cannot write", &temp.path, e))?;
         if self.options.fsync {
-            file.sync_data()
-                .map_err(|e| io_error("cannot sync", &temp.path, e))?;
+            sync_data(&file, &temp.path)?;
         }
         drop(file);
         let written = Listed {
@@ -395,8 +393,7 @@ impl Inner {
                 .and_then(|_| file.write_all(&prefix))
                 .map_err(|e| io_error("cannot write", &temp.path, e))?;
             if inner.options.fsync {
-                file.sync_data()
-                    .map_err(|e| io_error("cannot sync", &temp.path, e))?;
+                sync_data(&file, &temp.path)?;
             }
             drop(file);
             let written = Listed {
