@@ -1,4 +1,11 @@
 //! The store lock and the change counter in the lock file.
+//!
+//! [`Inner::lock`] opens `.lock` anew and takes an exclusive `flock` on it. Under the lock,
+//! [`StoreLock::begin_change`] steps the counter to odd (first to even if a dead writer left it
+//! odd) and [`StoreLock::end_change`] steps it to even. Listers read it without the lock through
+//! [`Inner::read_stamp`], which gives a [`Stamp`] only for an even, non-zero value. The counter
+//! is Gray-coded so that a read racing a write sees one of the two values; see the module
+//! documentation of [`super`] ("The change counter").
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -1,4 +1,16 @@
 //! The blob file format: magic, header length, JSON header, value.
+//!
+//! ```text
+//! offset 0   8 bytes   b"nblob01\n"
+//! offset 8   4 bytes   n, the length of the JSON header, little-endian u32
+//! offset 12  n bytes   {"etag":…,"size":…,"last_modified":…,"metadata":…}, maybe space-padded
+//! 12 + n     size      the value
+//! ```
+//!
+//! The header is parsed strictly (unknown fields refused). Anything that does not fit the
+//! format is [`ErrorKind::Corrupt`]: a header length
+//! over [`MAX_HEADER_BYTES`] or past the end of the file, a header that does not parse, or a
+//! `size` that differs from what follows the header.
 
 use std::path::Path;
 

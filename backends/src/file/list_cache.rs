@@ -1,5 +1,11 @@
-//! The listing cache: the keys of the last walk, kept while the change counter says they
-//! are still the store's keys.
+//! The listing cache: the keys of the last walk, kept while the change counter says they are
+//! still the store's keys.
+//!
+//! [`ListCache::page`] serves a page from the cached walk if the stamp matches, [`ListCache::put`]
+//! caches a walk that no change overlapped, [`ListCache::remember`] adds headers read while the
+//! stamp held, and [`ListCache::follow`] applies a change made through this handle, under the
+//! lock. Why this is sound is argued in the module documentation of [`super`] ("Listing and the
+//! listing cache").
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -1,5 +1,11 @@
-//! Names on disk: how store names and keys are encoded into file names, and the fixed
-//! names and suffixes of the files this backend writes.
+//! Names on disk: how store names and keys become file names, and the fixed names of the
+//! backend's own files.
+//!
+//! The rules are in the module documentation of [`super`] ("Layout on disk"). The code here
+//! keeps them in one place: [`encode`] and [`decode`] are exact inverses on the names encoding
+//! produces, [`split_pieces`] cuts an encoded key into path components without splitting an
+//! escape, and [`Inner::key_path`] and [`store_dir`] put the pieces together. The walk (in
+//! `walk`) accepts a file only if these functions would have produced its path.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,11 @@
-//! Reading blob files: whole, header only, or as a stream, on the blocking pool or in place
-//! from the page cache.
+//! Reading blob files: whole, header only, or as a stream, on the blocking pool or in place from
+//! the page cache.
+//!
+//! Every read parses one open file, so header and value always belong to the same version. The
+//! in-place variants ([`read_blob_cached`], [`read_blob_info_cached`]) return `None` whenever the
+//! page cache cannot answer, and the caller then runs the blocking variant ([`read_blob`],
+//! [`read_blob_info`], [`open_blob`]); both parse with the functions of `format`, so they agree
+//! on every file (a unit test compares them file by file).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -16,10 +22,10 @@ use super::{corrupt, io_error};
 /// How much of a file to read at once when only the header is wanted.
 const HEAD_READ: usize = 4096;
 
-/// The chunk size of [`BlobStore::get_stream`].
+/// The chunk size of `BlobStore::get_stream`.
 const STREAM_CHUNK: usize = 64 * 1024;
 /// Blob files up to this size (a value of about 64 KiB and its header) are read whole by
-/// [`BlobStore::get_stream`], in the same blocking call that opens them; larger ones stream.
+/// `BlobStore::get_stream`, in the same blocking call that opens them; larger ones stream.
 pub(super) const WHOLE_READ: usize = STREAM_CHUNK + HEAD_READ;
 
 /// Reads the header of an open blob file; returns it and the offset of the value.

@@ -1,4 +1,9 @@
 //! Removing the temporary files that writers which died left behind.
+//!
+//! A handle sweeps at its first write or delete and then at most once per [`STALE_TEMP`]; a
+//! sweep removes the regular files named `.tmp-…` in the store and its chunk directories that
+//! were last modified at least [`STALE_TEMP`] ago. It is best effort: what it cannot remove
+//! stays, never listed.
 
 use std::fs;
 use std::path::Path;

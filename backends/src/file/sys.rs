@@ -1,5 +1,12 @@
-//! The platform calls: reads that never wait for the disk (`openat2`, `preadv2`), the atomic
-//! swap of two files (`renameat2`), and directory fsync.
+//! The platform calls: opening blob files without blocking on a FIFO, reads that never wait for
+//! the disk (`openat2`, `preadv2`), the atomic swap of two files (`renameat2`), and fsync.
+//!
+//! Each call that a platform or file system may lack has a fallback that changes nothing but
+//! speed: [`read_cached`] returns `None` (and turns itself off for good when the kernel or file
+//! system cannot do it), and [`exchange`] returns `false` so that the caller renames. Every
+//! fsync goes through [`sync_data`], [`sync_all`] or [`sync_dir`], which in test builds record
+//! the path synced, so that tests can check that [`FileOptions::fsync`](super::FileOptions::fsync)
+//! is honoured.
 
 use std::fs::File;
 use std::io;
@@ -105,7 +112,7 @@ pub(super) enum CachedRead {
 }
 
 /// Atomically swaps the files at `from` and `to` (`renameat2` with `RENAME_EXCHANGE`, or
-/// `renamex_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when it could not:
+/// `renameatx_np` with `RENAME_SWAP`). Returns `false`, having changed nothing, when it could not:
 /// `to` does not exist, the platform or file system cannot swap, or any other error. A failed
 /// swap changes nothing, so the caller then renames, which reports a real failure.
 pub(super) fn exchange(from: &Path, to: &Path) -> bool {

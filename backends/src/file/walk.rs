@@ -1,4 +1,11 @@
 //! Walking a store's directories: listing pages, and listing the stores under a root.
+//!
+//! [`walk_keys`] finds the keys under an encoded prefix, descending only into chunk directories
+//! that can hold a match, and skips every file this backend could not have written (dot files,
+//! foreign names, non-canonical paths, anything but regular files). [`Inner::list`] combines it
+//! with the listing cache and reads the headers of a page, on several threads for long pages.
+//! [`list_stores_blocking`] recognises the store directories of a root (decoding `.s` names,
+//! checking `.h` names against their `.name` file) and lists those that hold at least one key.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,11 @@
 //! Writing: temporary files, the commit under the store lock, deletes.
+//!
+//! [`Inner::set`] and [`Inner::set_stream`] write a temporary file ([`Inner::create_temp`]),
+//! fsync it if the options say so, and hand it to [`Inner::commit`], which checks the condition
+//! and renames (or swaps) under the lock, keeps the listing cache, and fsyncs the directory once
+//! the lock is released. A [`TempFile`] removes its file when dropped, unless it was renamed into
+//! place, so every early return cleans up. [`Inner::delete`] and [`Inner::delete_all`] unlink
+//! under the lock and remove the chunk directories they leave empty.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -23,8 +30,8 @@ use super::{Inner, blocking, io_error};
 /// Values up to this size are written together with their header in one system call.
 const SMALL_VALUE: usize = 256 * 1024;
 
-/// [`BlobStore::set_stream`] collects up to this much of a body in memory; a body that ends
-/// within it is written like [`BlobStore::set`], in one blocking call.
+/// `BlobStore::set_stream` collects up to this much of a body in memory; a body that ends
+/// within it is written like `BlobStore::set`, in one blocking call.
 const SMALL_BODY: usize = 64 * 1024;
 
 /// How often a write retries creating its temporary file when a concurrent delete removed
@@ -310,7 +317,7 @@ impl Inner {
 }
 
 impl Inner {
-    /// Writes the value streamed in `body` to `key`, once [`BlobStore::set_stream`] has checked
+    /// Writes the value streamed in `body` to `key`, once `BlobStore::set_stream` has checked
     /// the key and metadata; fails with [`ErrorKind::TooLarge`] as soon as the body is longer
     /// than `max_size`, having written nothing.
     pub(super) async fn set_stream(
