@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use blobjobs_store_api::{BlobStore, Error, ErrorKind, ListOptions, Result};
 
-use crate::file::{FileOptions, FileStore};
+use crate::file::{FileOptions, FileStore, MAX_FILE_STORE_NAME_BYTES, check_store_name};
 use crate::memory::MemoryStore;
 
 /// The longest catalog store name, in UTF-8 bytes. Catalog names are internal (for example
-/// `site-1/deploy:abc:name`), so they are longer than user-facing store names.
-pub const MAX_CATALOG_NAME_BYTES: usize = 1024;
+/// `site-1/deploy:abc:name`), so they are longer than user-facing store names. It is the file
+/// backend's limit, so that every catalog name opens as a [`FileStore`].
+pub const MAX_CATALOG_NAME_BYTES: usize = MAX_FILE_STORE_NAME_BYTES;
 
 /// A set of named stores backed by one storage engine.
 #[derive(Debug, Clone)]
@@ -56,15 +57,21 @@ impl FileCatalog {
     pub fn options(&self) -> FileOptions {
         self.options
     }
-}
 
-pub(crate) fn check_catalog_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_CATALOG_NAME_BYTES {
-        return Err(Error::invalid(format!(
-            "store name must be 1 to {MAX_CATALOG_NAME_BYTES} bytes"
-        )));
+    /// The handle on the store called `name`, opened with the catalog's settings on first use
+    /// and kept for the requests that follow.
+    fn handle(&self, name: &str) -> Result<FileStore> {
+        let mut stores = self.stores.lock().map_err(|_| poisoned())?;
+        if let Some(store) = stores.get(name) {
+            return Ok(store.clone());
+        }
+        let store = FileStore::open(&self.root, name, self.options)?;
+        if stores.len() >= MAX_FILE_HANDLES {
+            stores.clear();
+        }
+        stores.insert(name.to_owned(), store.clone());
+        Ok(store)
     }
-    Ok(())
 }
 
 impl Catalog {
@@ -86,24 +93,13 @@ impl Catalog {
 
     /// A handle on the store called `name`, created empty on first use.
     pub fn store(&self, name: &str) -> Result<Arc<dyn BlobStore>> {
-        check_catalog_name(name)?;
+        check_store_name(name)?;
         match self {
             Catalog::Memory(m) => {
                 let mut stores = m.stores.lock().map_err(|_| poisoned())?;
                 Ok(Arc::new(stores.entry(name.to_owned()).or_default().clone()))
             }
-            Catalog::File(f) => {
-                let mut stores = f.stores.lock().map_err(|_| poisoned())?;
-                if let Some(store) = stores.get(name) {
-                    return Ok(Arc::new(store.clone()));
-                }
-                let store = FileStore::open(&f.root, name, f.options)?;
-                if stores.len() >= MAX_FILE_HANDLES {
-                    stores.clear();
-                }
-                stores.insert(name.to_owned(), store.clone());
-                Ok(Arc::new(store))
-            }
+            Catalog::File(f) => Ok(Arc::new(f.handle(name)?)),
         }
     }
 
@@ -134,7 +130,7 @@ impl Catalog {
 
     /// Deletes every key of the store called `name`; returns how many there were.
     pub async fn delete_store(&self, name: &str) -> Result<u64> {
-        check_catalog_name(name)?;
+        check_store_name(name)?;
         match self {
             Catalog::Memory(m) => {
                 let removed = m.stores.lock().map_err(|_| poisoned())?.remove(name);
@@ -152,11 +148,48 @@ impl Catalog {
                     }
                 }
             }
-            Catalog::File(f) => FileStore::delete_store(&f.root, name).await,
+            // The catalog's own handle: it carries the catalog's settings (`--no-fsync`
+            // included), and its listing cache follows the delete.
+            Catalog::File(f) => f.handle(name)?.delete_all().await,
         }
     }
 }
 
 fn poisoned() -> Error {
     Error::new(ErrorKind::Io, "catalog lock poisoned by a panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use blobjobs_store_api::SetOptions;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::file::fsyncs_under;
+
+    /// Skipped fsyncs are the one difference `--no-fsync` makes that a test can see, so the
+    /// test counts them (the file backend records every fsync in test builds).
+    #[tokio::test]
+    async fn deleting_a_store_honours_the_catalogs_fsync_setting() {
+        for fsync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let catalog = Catalog::file(dir.path().to_owned(), FileOptions { fsync }).unwrap();
+            let store = catalog.store("site:a").unwrap();
+            store
+                .set("k", Bytes::from_static(b"v"), SetOptions::new())
+                .await
+                .unwrap();
+            let written = fsyncs_under(dir.path());
+            assert_eq!(written > 0, fsync, "fsyncs of a write with fsync {fsync}");
+
+            assert_eq!(catalog.delete_store("site:a").await.unwrap(), 1);
+            let deleted = fsyncs_under(dir.path()) - written;
+            assert_eq!(
+                deleted > 0,
+                fsync,
+                "fsyncs of a store delete with fsync {fsync}"
+            );
+            assert!(store.get("k").await.unwrap().is_none());
+        }
+    }
 }

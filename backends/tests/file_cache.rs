@@ -166,7 +166,7 @@ async fn a_handles_own_changes_keep_its_cached_listing_exact() {
     // The cache is still in use: a file slipped in behind the store's back is not seen.
     sneak_in(&store, "k00", "unannounced");
     assert!(!keys(&store).await.contains(&"unannounced".to_owned()));
-    FileStore::delete_store(dir.path(), STORE).await.unwrap();
+    open(dir.path()).delete_all().await.unwrap();
     assert!(
         keys(&store).await.is_empty(),
         "a store deleted through another handle"
@@ -207,7 +207,7 @@ async fn a_cached_listing_sees_every_change_made_through_another_handle() {
     assert!(!refused.is_written());
     assert_eq!(keys(&a).await.len(), KEYS);
 
-    FileStore::delete_store(dir.path(), STORE).await.unwrap();
+    open(dir.path()).delete_all().await.unwrap();
     assert!(keys(&a).await.is_empty(), "a deleted store");
 }
 

@@ -336,19 +336,25 @@ async fn named_stores_are_listed_and_deleted() {
     assert_eq!(long.get("a").await.unwrap().unwrap().value.as_ref(), b"1");
 
     assert_eq!(
-        FileStore::delete_store(dir.path(), "site-1/other")
+        FileStore::open(dir.path(), "site-1/other", FileOptions::default())
+            .unwrap()
+            .delete_all()
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        FileStore::delete_store(dir.path(), &long_name)
+        FileStore::open(dir.path(), &long_name, FileOptions::default())
+            .unwrap()
+            .delete_all()
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        FileStore::delete_store(dir.path(), "never-made")
+        FileStore::open(dir.path(), "never-made", FileOptions::default())
+            .unwrap()
+            .delete_all()
             .await
             .unwrap(),
         0
