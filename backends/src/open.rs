@@ -49,7 +49,7 @@ pub const TOKEN_ENV: &str = "NETLIFY_BLOBS_TOKEN";
 /// The environment variable that holds the site ID of an `http://` spec.
 pub const SITE_ID_ENV: &str = "NETLIFY_BLOBS_SITE_ID";
 /// The site ID of an `http://` spec when none is given (the emulator's default site).
-pub const DEFAULT_SITE_ID: &str = "local-site";
+pub use blobjobs_protocol::names::DEFAULT_SITE_ID;
 
 /// Where environment variables are read from: the process environment by default, or a
 /// fixed map (tests, or a host that passes configuration explicitly).
@@ -324,7 +324,7 @@ fn parse_params(query: &str) -> Result<Params> {
             None => (pair, None),
         };
         let value_of = |v: Option<&str>| -> Result<String> {
-            let text = String::from_utf8(crate::http::percent_decode(v.unwrap_or("")))
+            let text = String::from_utf8(blobjobs_protocol::path::percent_decode(v.unwrap_or("")))
                 .map_err(|_| Error::invalid(format!("store spec parameter {name} is not utf-8")))?;
             if text.is_empty() {
                 return Err(Error::invalid(format!(

@@ -1,16 +1,29 @@
 //! `HttpStore` under injected faults: it retries what may be retried, gives up within its
 //! bounds, waits for rate limits, and never applies a conditional write twice.
+//!
+//! The tests about time run with tokio's clock paused (`start_paused`), so backoffs,
+//! timeouts, deadlines and rate-limit waits are asserted exactly, without waiting on the wall
+//! clock. That works over real sockets because the fake server runs in the test's own
+//! single-threaded runtime: loopback TCP delivers every write before the send returns, so
+//! whenever the runtime parks, the peer's readiness is already there to wake a task, and
+//! tokio only advances the paused clock when a park wakes nothing, that is, when every task
+//! waits on a timer. The wall clock of `X-RateLimit-Reset` is a `ManualClock`.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
 mod http_support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use blobjobs_backends::http::RetryPolicy;
-use blobjobs_store_api::{Blob, BlobStore, ByteStream, ErrorKind, SetOptions, SetOutcome};
+use blobjobs_backends::HttpStore;
+use blobjobs_backends::http::{HttpConfig, RetryPolicy, StoreKind};
+use blobjobs_store_api::{
+    Blob, BlobStore, ByteStream, ErrorKind, ManualClock, SetOptions, SetOutcome, Timestamp,
+};
 use bytes::Bytes;
 use http::Method;
 use http_support::{FakeServer, Fault, quick_retry};
+use tokio::time::Instant;
 
 /// How many requests with `method` carried data since the last look: every such request in
 /// edge mode, and in API mode those to a signed URL (not the `/api/` ones that ask for it).
@@ -32,11 +45,18 @@ fn rate_limited_until(reset: u64) -> Fault {
     Fault::Status(429, vec![("x-ratelimit-reset", reset.to_string())])
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// The wall clock of the rate-limit tests: 0.3 s before the Unix second 1 700 000 002.
+fn wall_clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_millis(1_700_000_001_700))
+}
+
+/// An edge-mode client of store `s` whose wall clock is `wall`.
+fn store_with_clock(server: &FakeServer, retry: RetryPolicy, wall: &ManualClock) -> HttpStore {
+    let options = server.edge_options(retry);
+    let config = HttpConfig::resolve(&options, None, &StoreKind::Site("s".into()))
         .unwrap()
-        .as_secs()
+        .with_clock(Arc::new(wall.clone()));
+    HttpStore::new(config).unwrap()
 }
 
 #[tokio::test]
@@ -58,7 +78,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
     assert_eq!(count(&server, Method::DELETE), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retries_stop_at_the_attempt_limit() {
     let server = FakeServer::start().await;
     let store = server.edge_store("s", quick_retry().max_attempts(4));
@@ -70,15 +90,11 @@ async fn retries_stop_at_the_attempt_limit() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.is_retryable());
     assert_eq!(count(&server, Method::GET), 4);
-    // Backoff 10 + 20 + 40 ms, plus the requests themselves.
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    // Backoff 10 + 20 + 40 ms; the answers themselves take no time on the paused clock.
+    assert_eq!(started.elapsed(), Duration::from_millis(70));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retries_stop_at_the_time_limit() {
     let server = FakeServer::start().await;
     let policy = quick_retry()
@@ -91,14 +107,14 @@ async fn retries_stop_at_the_time_limit() {
     }
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
-    let elapsed = started.elapsed();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    // The deadline is strict: no attempt or wait runs past it (slack for a loaded machine).
-    assert!(elapsed <= Duration::from_millis(400 + 300), "{elapsed:?}");
-    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    // The deadline is strict: attempts at 0, 20, …, 380 ms, and the wait after the last
+    // would end at the deadline, so it is not started.
+    assert_eq!(started.elapsed(), Duration::from_millis(380));
+    assert_eq!(count(&server, Method::GET), 20);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refused_connections_give_up_within_bounds() {
     let policy = quick_retry().max_attempts(3);
     let options = blobjobs_backends::http::ClientOptions {
@@ -117,53 +133,57 @@ async fn refused_connections_give_up_within_bounds() {
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Three attempts with backoffs of 10 and 20 ms between them.
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
     // Even a conditional write may be resent after a refused connection: nothing was sent.
+    let started = Instant::now();
     let err = store
         .set("k", Bytes::from("v"), SetOptions::new().if_new())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rate_limits_are_waited_out_until_the_reset_time() {
     let server = FakeServer::start().await;
-    let store = server.edge_store(
-        "s",
+    let wall = wall_clock();
+    let store = store_with_clock(
+        &server,
         quick_retry().max_rate_limit_wait(Duration::from_secs(3)),
+        &wall,
     );
-    let reset = unix_now() + 2;
-    server.fault(Method::GET, rate_limited_until(reset));
+    server.fault(Method::GET, rate_limited_until(1_700_000_002));
     let started = Instant::now();
     assert!(store.get("k").await.unwrap().is_none());
-    let elapsed = started.elapsed();
-    // The reset is two whole seconds away from the current second: between 1 and 2 s.
-    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed <= Duration::from_millis(2500), "{elapsed:?}");
+    // The wall clock reads 0.3 s before the reset: exactly that long, not the 3 s cap.
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
     assert_eq!(count(&server, Method::GET), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rate_limit_waits_are_capped() {
     let server = FakeServer::start().await;
-    let store = server.edge_store(
-        "s",
+    let wall = wall_clock();
+    let store = store_with_clock(
+        &server,
         quick_retry().max_rate_limit_wait(Duration::from_millis(200)),
+        &wall,
     );
-    let reset = unix_now() + 3600;
-    server.fault(Method::GET, rate_limited_until(reset));
+    server.fault(Method::GET, rate_limited_until(1_700_003_600));
     let started = Instant::now();
     assert!(store.get("k").await.unwrap().is_none());
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
-    // Without the header, a 429 still backs off and retries.
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    // Without the header, a 429 still backs off (the first backoff, 10 ms) and retries.
     server.fault(Method::GET, Fault::Status(429, vec![]));
+    let started = Instant::now();
     assert!(store.get("k").await.unwrap().is_none());
+    assert_eq!(started.elapsed(), Duration::from_millis(10));
+    assert_eq!(count(&server, Method::GET), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slow_answers_time_out_and_are_retried() {
     let server = FakeServer::start().await;
     let store = server.edge_store(
@@ -177,11 +197,9 @@ async fn slow_answers_time_out_and_are_retried() {
     server.fault(Method::GET, Fault::Delay(Duration::from_secs(3)));
     let started = Instant::now();
     assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    // The first answer is given up at the 200 ms timeout; after a 10 ms backoff the second
+    // comes at once.
+    assert_eq!(started.elapsed(), Duration::from_millis(210));
 
     // When every answer is slow, the operation ends with a timeout within its time limit.
     let store = server.edge_store(
@@ -196,11 +214,9 @@ async fn slow_answers_time_out_and_are_retried() {
     let started = Instant::now();
     let err = store.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(
-        started.elapsed() <= Duration::from_millis(500 + 300),
-        "{:?}",
-        started.elapsed()
-    );
+    // Attempts time out at 150, 310 and 480 ms (after backoffs of 10 and 20 ms); the next
+    // backoff, 40 ms, would run past the 500 ms deadline.
+    assert_eq!(started.elapsed(), Duration::from_millis(480));
 }
 
 #[tokio::test]

@@ -1,9 +1,12 @@
 //! Credentials: the bearer token, and signed URLs bound to one method, one path and an expiry.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
+use blobjobs_protocol::Token;
+use blobjobs_store_api::Clock;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -20,10 +23,12 @@ pub enum Denied {
 #[derive(Clone)]
 pub struct Auth {
     /// The token every request must present as `authorization: Bearer <token>`.
-    token: String,
+    token: Token,
     /// The HMAC of signed URLs, already keyed. The key mixes the token with random bytes drawn
     /// at start-up, so signatures cannot be predicted from the token and die with the process.
     mac: HmacSha256,
+    /// The wall clock of expiry times, injected so tests can move it.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -33,28 +38,36 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Credentials for `token`, with a fresh signing secret.
-    pub fn new(token: &str) -> std::io::Result<Self> {
+    /// Credentials for `token`, with a fresh signing secret, telling time by `clock`.
+    pub fn new(token: &Token, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut hasher = Sha256::new();
         hasher.update(b"blobs-emulator signed url key\0");
-        hasher.update(token.as_bytes());
+        hasher.update(token.reveal().as_bytes());
         hasher.update(random);
         let mac = HmacSha256::new_from_slice(&hasher.finalize())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Auth {
-            token: token.to_owned(),
+            token: token.clone(),
             mac,
+            clock,
         })
     }
 
-    /// Checks an `authorization` header value: `Bearer <token>`, scheme case-insensitive.
+    /// Checks an `authorization` header value: `Bearer <token>`, scheme case-insensitive,
+    /// the token compared in constant time.
     pub fn check_bearer(&self, header: &[u8]) -> bool {
         let Some((scheme, token)) = header.split_at_checked(7) else {
             return false;
         };
-        scheme.eq_ignore_ascii_case(b"bearer ") && constant_time_eq(token, self.token.as_bytes())
+        scheme.eq_ignore_ascii_case(b"bearer ")
+            && bool::from(token.ct_eq(self.token.reveal().as_bytes()))
+    }
+
+    /// Seconds since the Unix epoch, by this server's clock: what `expires` is counted in.
+    pub fn now(&self) -> u64 {
+        self.clock.now().as_millis() / 1000
     }
 
     /// The signature of `method` on `path` until `expires` (Unix seconds), in lowercase hex.
@@ -69,7 +82,7 @@ impl Auth {
         let Ok(expires) = expires.parse::<u64>() else {
             return false;
         };
-        if expires < unix_now() {
+        if expires < self.now() {
             return false;
         }
         let Some(signature) = unhex(signature) else {
@@ -83,21 +96,6 @@ impl Auth {
     fn mac(&self) -> HmacSha256 {
         self.mac.clone()
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -117,13 +115,19 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blobjobs_store_api::{ManualClock, SystemClock, Timestamp};
+
+    fn auth(token: &str) -> Auth {
+        Auth::new(&Token::new(token), Arc::new(SystemClock)).unwrap()
+    }
 
     #[test]
     fn bearer_tokens() {
-        let auth = Auth::new("tok").unwrap();
+        let auth = auth("tok");
         assert!(auth.check_bearer(b"Bearer tok"));
         assert!(auth.check_bearer(b"bearer tok"));
         assert!(!auth.check_bearer(b"Bearer tok2"));
+        assert!(!auth.check_bearer(b"Bearer to"));
         assert!(!auth.check_bearer(b"tok"));
         assert!(!auth.check_bearer(b"Basic tok"));
         assert!(!auth.check_bearer(b""));
@@ -131,8 +135,10 @@ mod tests {
 
     #[test]
     fn signatures_are_bound_to_method_path_and_time() {
-        let auth = Auth::new("tok").unwrap();
-        let exp = unix_now() + 60;
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_250));
+        let auth = Auth::new(&Token::new("tok"), Arc::new(clock.clone())).unwrap();
+        assert_eq!(auth.now(), 1_700_000_000);
+        let exp = auth.now() + 60;
         let sig = auth.sign("GET", "/s/site:a/k", exp);
         let e = exp.to_string();
         assert!(auth.verify("GET", "/s/site:a/k", &e, &sig));
@@ -140,16 +146,19 @@ mod tests {
         assert!(!auth.verify("GET", "/s/site:a/k2", &e, &sig));
         assert!(!auth.verify("GET", "/s/site:a/k", &(exp + 1).to_string(), &sig));
         assert!(!auth.verify("GET", "/s/site:a/k", &e, "zz"));
-        let old = unix_now() - 1;
-        let sig = auth.sign("GET", "/p", old);
-        assert!(!auth.verify("GET", "/p", &old.to_string(), &sig));
+        // Valid through the second it expires in, refused from the next one on.
+        clock.advance(std::time::Duration::from_secs(60));
+        assert!(auth.verify("GET", "/s/site:a/k", &e, &sig));
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(!auth.verify("GET", "/s/site:a/k", &e, &sig));
         // Another process with the same token has another secret.
-        let other = Auth::new("tok").unwrap();
+        let other = Auth::new(&Token::new("tok"), Arc::new(clock.clone())).unwrap();
+        let later = auth.now() + 60;
         assert!(!other.verify(
             "GET",
             "/s/site:a/k",
-            &e,
-            &auth.sign("GET", "/s/site:a/k", exp)
+            &later.to_string(),
+            &auth.sign("GET", "/s/site:a/k", later)
         ));
     }
 }

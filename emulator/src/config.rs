@@ -1,8 +1,12 @@
 //! What a running emulator is configured with, and the defaults the binary documents.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use blobjobs_backends::Catalog;
+use blobjobs_protocol::Token;
+pub use blobjobs_protocol::names::{DEFAULT_DEPLOY_ID, DEFAULT_PRIMARY_REGION, DEFAULT_SITE_ID};
+use blobjobs_store_api::{Clock, SystemClock};
 
 /// The port `blobs-emulator serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4733;
@@ -10,44 +14,41 @@ pub const DEFAULT_PORT: u16 = 4733;
 /// The largest value accepted by default: 5 GiB, Netlify's documented object size limit.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
-/// The site ID written into the `NETLIFY_BLOBS_CONTEXT` line when none is chosen.
-pub const DEFAULT_SITE_ID: &str = "local-site";
-
-/// The deploy ID written into the context line, as `netlify dev` does.
-pub const DEFAULT_DEPLOY_ID: &str = "0";
-
-/// The primary region written into the context line, as `netlify dev` does. Edge requests
-/// for deploy stores then start with `/region:dev/`, which the emulator accepts and ignores.
-pub const DEFAULT_PRIMARY_REGION: &str = "dev";
-
 /// How long a signed URL stays valid.
 pub const DEFAULT_SIGNED_URL_TTL: Duration = Duration::from_secs(3600);
 
 /// Everything [`crate::serve`] needs besides a listener.
+///
+/// Its `Debug` output shows the token as `<redacted>`.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the blobs live: every site's stores are catalog stores named `<site>/<raw store>`.
     pub catalog: Catalog,
     /// The one bearer token that authorizes requests for every site of this server.
-    pub token: String,
+    pub token: Token,
     /// The largest value a PUT may carry, in bytes; larger bodies get 413 and write nothing.
     pub max_blob_size: u64,
     /// Entries per page of a key listing and of a store listing.
     pub list_page_size: usize,
     /// How long a signed URL issued in API mode stays valid.
     pub signed_url_ttl: Duration,
+    /// The wall clock signed URLs are issued and expire by: the system clock, or a
+    /// [`ManualClock`](blobjobs_store_api::ManualClock) in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
     /// A configuration with the defaults: [`DEFAULT_MAX_BLOB_SIZE`],
-    /// [`blobjobs_store_api::list::DEFAULT_PAGE_SIZE`] and [`DEFAULT_SIGNED_URL_TTL`].
-    pub fn new(catalog: Catalog, token: impl Into<String>) -> Self {
+    /// [`blobjobs_store_api::list::DEFAULT_PAGE_SIZE`], [`DEFAULT_SIGNED_URL_TTL`] and the
+    /// system clock.
+    pub fn new(catalog: Catalog, token: impl Into<Token>) -> Self {
         Config {
             catalog,
             token: token.into(),
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
             list_page_size: blobjobs_store_api::list::DEFAULT_PAGE_SIZE,
             signed_url_ttl: DEFAULT_SIGNED_URL_TTL,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -67,5 +68,24 @@ impl Config {
     pub fn signed_url_ttl(mut self, ttl: Duration) -> Self {
         self.signed_url_ttl = ttl;
         self
+    }
+
+    /// Sets the clock signed URLs are issued and expire by.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let config = Config::new(Catalog::memory(), "emulator-secret-7f3a");
+        let text = format!("{config:?}");
+        assert!(!text.contains("emulator-secret-7f3a"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
     }
 }

@@ -1,34 +1,19 @@
-//! Why a request failed, and the one mapping from storage error kinds to HTTP statuses.
+//! Why a request is refused, and the short plain-text response that says so. Storage error
+//! kinds become statuses through the protocol's one mapping, [`status_for_kind`].
 
-use blobjobs_store_api::{Error, ErrorKind};
+use blobjobs_protocol::headers::insert_nf_error;
+use blobjobs_protocol::status::status_for_kind;
+use blobjobs_store_api::Error;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{ResponseBody, full};
 
-/// The HTTP status of a storage error of `kind`: the only place where kinds become statuses.
-pub fn status_for(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-        ErrorKind::Conflict | ErrorKind::IllegalTransition | ErrorKind::LeaseHeld => {
-            StatusCode::CONFLICT
-        }
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Timeout | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Corrupt | ErrorKind::Protocol | ErrorKind::Io => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// A request that cannot be served, turned into a short plain-text response.
 #[derive(Debug)]
-pub enum Failure {
-    /// The storage layer or input checking refused; the status comes from [`status_for`].
+pub enum Rejection {
+    /// The storage layer or input checking refused; the status comes from
+    /// [`status_for_kind`].
     Store(Error),
     /// No credentials at all (401).
     MissingCredentials,
@@ -43,34 +28,36 @@ pub enum Failure {
     NoRoute,
 }
 
-impl From<Error> for Failure {
+impl From<Error> for Rejection {
     fn from(err: Error) -> Self {
-        Failure::Store(err)
+        Rejection::Store(err)
     }
 }
 
-impl Failure {
-    /// The status code of this failure.
+impl Rejection {
+    /// The status code of this rejection.
     pub fn status(&self) -> StatusCode {
         match self {
-            Failure::Store(err) => status_for(err.kind()),
-            Failure::MissingCredentials => StatusCode::UNAUTHORIZED,
-            Failure::WrongCredentials => StatusCode::FORBIDDEN,
-            Failure::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::Store(err) => status_for_kind(err.kind()),
+            Rejection::MissingCredentials => StatusCode::UNAUTHORIZED,
+            Rejection::WrongCredentials => StatusCode::FORBIDDEN,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::NoRoute => StatusCode::NOT_FOUND,
         }
     }
 
     /// The plain-text message sent in the body and in `x-nf-error`.
     pub fn message(&self) -> String {
         match self {
-            Failure::Store(err) => err.to_string(),
-            Failure::MissingCredentials => {
+            Rejection::Store(err) => err.to_string(),
+            Rejection::MissingCredentials => {
                 "missing credentials: send authorization: Bearer <token>".to_owned()
             }
-            Failure::WrongCredentials => "invalid token or signature".to_owned(),
-            Failure::MethodNotAllowed { allow } => format!("method not allowed; allowed: {allow}"),
-            Failure::NoRoute => "no such route".to_owned(),
+            Rejection::WrongCredentials => "invalid token or signature".to_owned(),
+            Rejection::MethodNotAllowed { allow } => {
+                format!("method not allowed; allowed: {allow}")
+            }
+            Rejection::NoRoute => "no such route".to_owned(),
         }
     }
 
@@ -86,58 +73,43 @@ impl Failure {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Ok(value) = HeaderValue::from_str(&header_safe(&message)) {
-            headers.insert("x-nf-error", value);
-        }
-        if let Failure::MethodNotAllowed { allow } = self {
+        insert_nf_error(headers, &message);
+        if let Rejection::MethodNotAllowed { allow } = self {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
 }
 
-/// The message with anything that cannot travel in a header replaced by `?`.
-fn header_safe(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(200)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blobjobs_store_api::ErrorKind;
 
     #[test]
-    fn kinds_map_to_client_visible_statuses() {
-        assert_eq!(status_for(ErrorKind::InvalidInput), StatusCode::BAD_REQUEST);
+    fn rejections_map_to_client_visible_statuses() {
+        let store = |kind| Rejection::Store(Error::new(kind, "x")).status();
+        assert_eq!(store(ErrorKind::InvalidInput), StatusCode::BAD_REQUEST);
+        assert_eq!(store(ErrorKind::TooLarge), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
-            status_for(ErrorKind::TooLarge),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            status_for(ErrorKind::PreconditionFailed),
+            store(ErrorKind::PreconditionFailed),
             StatusCode::PRECONDITION_FAILED
         );
-        assert_eq!(status_for(ErrorKind::Io), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(store(ErrorKind::Io), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
-            Failure::MissingCredentials.status(),
+            Rejection::MissingCredentials.status(),
             StatusCode::UNAUTHORIZED
         );
-        assert_eq!(Failure::WrongCredentials.status(), StatusCode::FORBIDDEN);
+        assert_eq!(Rejection::WrongCredentials.status(), StatusCode::FORBIDDEN);
     }
 
     #[test]
     fn error_headers_are_always_valid() {
-        let r = Failure::Store(Error::invalid("bad key \"ü\"\n")).into_response();
+        let r = Rejection::Store(Error::invalid("bad key \"ü\"\n")).into_response();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(r.headers()["x-nf-error"], "bad key \"?\"?");
+        assert_eq!(
+            r.headers()[blobjobs_protocol::headers::NF_ERROR],
+            "bad key \"?\"?"
+        );
     }
 }

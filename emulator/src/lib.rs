@@ -2,8 +2,10 @@
 //! signed URLs, conditional writes, listings) over a storage engine from `backends`.
 //!
 //! The emulator keeps no data of its own: every site's store is a store of a
-//! [`blobjobs_backends::Catalog`] (file by default, memory on request), so what it serves is exactly
-//! what the project's backends guarantee. `docs/protocol.md` describes every route.
+//! [`blobjobs_backends::Catalog`] (file by default, memory on request), so what it serves is
+//! exactly what the project's backends guarantee. Every wire fact it shares with clients
+//! (names, paths, headers, bodies, the status mapping) comes from [`blobjobs_protocol`].
+//! `docs/protocol.md` describes every route.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -16,14 +18,14 @@
 pub mod app;
 pub mod auth;
 pub mod body;
-pub mod client;
 pub mod config;
-pub mod context;
 pub mod error;
+mod handlers;
+mod response;
 pub mod route;
 pub mod server;
 
 pub use app::App;
+pub use blobjobs_protocol::BlobsContext;
 pub use config::Config;
-pub use context::BlobsContext;
 pub use server::{serve, serve_app};

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use blobjobs_backends::Catalog;
-use blobjobs_emulator::client::Client;
+use blobjobs_backends::http::{ClientOptions, Consistency, HttpStore, StoreKind, Token};
 use blobjobs_emulator::config::{DEFAULT_MAX_BLOB_SIZE, DEFAULT_PORT, DEFAULT_SITE_ID};
 use blobjobs_emulator::{BlobsContext, Config};
-use blobjobs_store_api::{ByteStream, Metadata};
+use blobjobs_store_api::{
+    BlobStore as _, ByteStream, ListOptions, Metadata, SetOptions, SetOutcome,
+};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt as _;
@@ -64,8 +66,8 @@ struct ServeArgs {
     #[arg(long, env = "BLOBS_EMULATOR_IN_MEMORY", conflicts_with = "dir")]
     in_memory: bool,
     /// The bearer token clients must send; a random one is generated and printed if absent.
-    #[arg(long, env = "BLOBS_EMULATOR_TOKEN")]
-    token: Option<String>,
+    #[arg(long, env = "BLOBS_EMULATOR_TOKEN", value_parser = parse_token)]
+    token: Option<Token>,
     /// Largest accepted value, in bytes or with a KiB/MiB/GiB suffix.
     #[arg(long, env = "BLOBS_EMULATOR_MAX_BLOB_SIZE", value_parser = parse_size,
         default_value_t = DEFAULT_MAX_BLOB_SIZE)]
@@ -98,8 +100,8 @@ struct EnvArgs {
     #[arg(long, env = "BLOBS_EMULATOR_PORT", default_value_t = DEFAULT_PORT)]
     port: u16,
     /// The server's token.
-    #[arg(long, env = "BLOBS_EMULATOR_TOKEN")]
-    token: String,
+    #[arg(long, env = "BLOBS_EMULATOR_TOKEN", value_parser = parse_token)]
+    token: Token,
     /// Site ID.
     #[arg(long, env = "BLOBS_EMULATOR_SITE", default_value = DEFAULT_SITE_ID)]
     site: String,
@@ -118,8 +120,8 @@ struct ClientArgs {
     )]
     url: String,
     /// The server's token.
-    #[arg(long, env = "BLOBS_EMULATOR_TOKEN")]
-    token: String,
+    #[arg(long, env = "BLOBS_EMULATOR_TOKEN", value_parser = parse_token)]
+    token: Token,
     /// Site ID.
     #[arg(long, env = "BLOBS_EMULATOR_SITE", default_value = DEFAULT_SITE_ID)]
     site: String,
@@ -133,18 +135,24 @@ struct ClientArgs {
 }
 
 impl ClientArgs {
-    fn client(&self) -> Client {
-        Client::new(&self.url, &self.token, &self.site)
-    }
-
-    /// The raw store name the official client would send.
-    fn raw_store(&self) -> Result<String> {
-        Ok(match (&self.deploy, &self.store) {
-            (Some(id), None) => format!("deploy:{id}"),
-            (Some(id), Some(name)) => format!("deploy:{id}:{name}"),
-            (None, Some(name)) => format!("site:{name}"),
+    /// The store these flags name, opened the way code using `@netlify/blobs` would open it
+    /// with the context `env` prints: edge mode, strongly consistent, and for deploy stores
+    /// with `netlify dev`'s primary region (a `/region:dev/` segment the emulator ignores).
+    fn store(&self) -> Result<HttpStore> {
+        let kind = match (&self.deploy, &self.store) {
+            (Some(id), name) => StoreKind::Deploy {
+                deploy_id: Some(id.clone()),
+                name: name.clone(),
+            },
+            (None, Some(name)) => StoreKind::Site(name.clone()),
             (None, None) => bail!("give --store NAME, --deploy ID, or both"),
-        })
+        };
+        let context = BlobsContext::edge(&self.url, &self.site, self.token.clone());
+        let options = ClientOptions {
+            consistency: Consistency::Strong,
+            ..ClientOptions::default()
+        };
+        Ok(HttpStore::open(&options, Some(&context), &kind)?)
     }
 }
 
@@ -214,8 +222,8 @@ fn main() -> Result<()> {
             Some(Command::Env(args)) => {
                 let base = base_url(SocketAddr::new(args.host, args.port));
                 let ctx = match args.api {
-                    true => BlobsContext::api(&base, &args.site, &args.token),
-                    false => BlobsContext::edge(&base, &args.site, &args.token),
+                    true => BlobsContext::api(&base, &args.site, args.token),
+                    false => BlobsContext::edge(&base, &args.site, args.token),
                 };
                 println!("{}", ctx.export_line());
                 Ok(())
@@ -224,8 +232,7 @@ fn main() -> Result<()> {
             Some(Command::Set(args)) => set(args).await,
             Some(Command::List(args)) => list(args).await,
             Some(Command::Delete(args)) => {
-                let store = args.client.raw_store()?;
-                args.client.client().delete(&store, &args.key).await?;
+                args.client.store()?.delete(&args.key).await?;
                 Ok(())
             }
         }
@@ -238,7 +245,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let token = match args.token.clone() {
         Some(token) if token.is_empty() => bail!("--token must not be empty"),
         Some(token) => token,
-        None => random_token()?,
+        None => Token::new(random_token()?),
     };
     let (catalog, storage) = open_catalog(&args)?;
     let config = Config::new(catalog, token.clone())
@@ -251,13 +258,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let local = listener.local_addr()?;
     let base = base_url(local);
-    let ctx = BlobsContext::edge(&base, &args.site, &token);
+    let ctx = BlobsContext::edge(&base, &args.site, token.clone());
     if args.quiet {
         println!("{}", ctx.export_line());
     } else {
         println!("blobs-emulator listening on {base} ({storage})");
         if generated {
-            println!("token: {token} (generated; pass --token to choose one)");
+            println!(
+                "token: {} (generated; pass --token to choose one)",
+                token.reveal()
+            );
         }
         println!("site: {} (any site ID is served)", args.site);
         println!("{}", ctx.export_line());
@@ -330,6 +340,11 @@ fn base_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
+/// A token from a flag or variable (clap's parser, so it is redacted from then on).
+fn parse_token(text: &str) -> Result<Token, String> {
+    Ok(Token::new(text))
+}
+
 fn random_token() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -359,16 +374,13 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
-    let store = args.client.raw_store()?;
-    let Some(mut download) = args.client.client().get(&store, &args.key).await? else {
-        bail!("key {:?} not found in {store}", args.key);
+    let store = args.client.store()?;
+    let Some((info, mut body)) = store.get_stream(&args.key).await? else {
+        bail!("key {:?} not found in {}", args.key, store.config().store);
     };
     if args.metadata {
-        eprintln!(
-            "etag: {}",
-            download.etag.as_ref().map(|e| e.as_str()).unwrap_or("")
-        );
-        eprintln!("metadata: {}", download.metadata.to_json());
+        eprintln!("etag: {}", info.etag.as_str());
+        eprintln!("metadata: {}", info.metadata.to_json());
     }
     let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &args.output {
         Some(path) => Box::new(
@@ -378,7 +390,7 @@ async fn get(args: GetArgs) -> Result<()> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    while let Some(chunk) = download.body.next().await {
+    while let Some(chunk) = body.next().await {
         out.write_all(&chunk?).await?;
     }
     out.flush().await?;
@@ -386,12 +398,13 @@ async fn get(args: GetArgs) -> Result<()> {
 }
 
 async fn set(args: SetArgs) -> Result<()> {
-    let store = args.client.raw_store()?;
+    let store = args.client.store()?;
     let metadata = args
         .metadata
         .as_deref()
         .map(Metadata::from_json)
-        .transpose()?;
+        .transpose()?
+        .unwrap_or_default();
     let body: ByteStream = match (&args.value, &args.input) {
         (Some(value), _) => blobjobs_store_api::once_stream(Bytes::from(value.clone())),
         (None, Some(path)) if path.as_os_str() == "-" => reader_stream(tokio::io::stdin()),
@@ -402,12 +415,12 @@ async fn set(args: SetArgs) -> Result<()> {
         ),
         (None, None) => bail!("give a VALUE or --input FILE"),
     };
-    let etag = args
-        .client
-        .client()
-        .set(&store, &args.key, body, metadata.as_ref())
-        .await?;
-    println!("{etag}");
+    let options = SetOptions::new().metadata(metadata);
+    match store.set_stream(&args.key, body, None, options).await? {
+        SetOutcome::Written { etag } => println!("{etag}"),
+        // An unconditional write has no condition to fail; a server that says so is wrong.
+        SetOutcome::ConditionFailed => bail!("the server refused the write's condition"),
+    }
     Ok(())
 }
 
@@ -435,30 +448,43 @@ fn reader_stream(reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> 
 }
 
 async fn list(args: ListArgs) -> Result<()> {
-    let store = args.client.raw_store()?;
-    let listing = args
-        .client
-        .client()
-        .list_all(&store, &args.prefix, args.directories)
-        .await?;
+    let store = args.client.store()?;
+    let mut blobs = Vec::new();
+    let mut directories = Vec::new();
+    let mut cursor = None;
+    loop {
+        let options = ListOptions::new()
+            .prefix(args.prefix.clone())
+            .directories(args.directories)
+            .cursor(cursor);
+        let page = store.list(options).await?;
+        blobs.extend(page.blobs);
+        directories.extend(page.directories);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
     if args.json {
-        let blobs: Vec<serde_json::Value> = listing
-            .blobs
+        let blobs: Vec<serde_json::Value> = blobs
             .iter()
             .map(|b| {
                 serde_json::json!({
-                    "key": b.key, "etag": b.etag, "size": b.size, "last_modified": b.last_modified
+                    "key": b.key,
+                    "etag": b.etag.as_str(),
+                    "size": b.size,
+                    "last_modified": b.last_modified.to_rfc3339(),
                 })
             })
             .collect();
-        let json = serde_json::json!({"blobs": blobs, "directories": listing.directories});
+        let json = serde_json::json!({"blobs": blobs, "directories": directories});
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    for dir in &listing.directories {
+    for dir in &directories {
         println!("{dir}/");
     }
-    for blob in &listing.blobs {
+    for blob in &blobs {
         println!("{}", blob.key);
     }
     Ok(())

@@ -1,18 +1,15 @@
-//! Where an `HttpStore` sends its requests: the `NETLIFY_BLOBS_CONTEXT` environment, explicit
-//! options, the official client's precedence rules between them, and store kinds.
+//! Where an `HttpStore` sends its requests: explicit options, the `NETLIFY_BLOBS_CONTEXT`
+//! environment ([`BlobsContext`], defined by the protocol crate), the official client's
+//! precedence rules between them, and store kinds.
 
-use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use blobjobs_store_api::{Error, Result, validate_store_name};
-use serde_json::{Map, Value};
+use blobjobs_protocol::names::{LEGACY_PREFIX, REGIONS, RawStore};
+use blobjobs_protocol::{BlobsContext, CONTEXT_ENV, Token};
+use blobjobs_store_api::{Clock, Error, Result, SystemClock, validate_store_name};
 
 use super::retry::RetryPolicy;
-
-/// The environment variable the official client reads its context from.
-pub const CONTEXT_ENV: &str = "NETLIFY_BLOBS_CONTEXT";
 
 /// The environment variable naming a PEM file of extra root certificates to trust for
 /// `https://` endpoints, on top of the built-in webpki roots (for a server with a private or
@@ -22,42 +19,6 @@ pub const CA_FILE_ENV: &str = "NETLIFY_BLOBS_CA_FILE";
 
 /// The API base URL used when neither an edge URL nor an API URL is configured.
 pub const DEFAULT_API_URL: &str = "https://api.netlify.com";
-
-/// The regions the official client accepts for the `region` option.
-pub const REGIONS: [&str; 5] = [
-    "us-east-1",
-    "us-east-2",
-    "eu-central-1",
-    "ap-southeast-1",
-    "ap-southeast-2",
-];
-
-/// The prefix of legacy store names, sent without it and without `site:`.
-pub const LEGACY_PREFIX: &str = "netlify-internal/legacy-namespace/";
-
-/// A bearer token. It has no `Display`, its `Debug` prints `<redacted>`, and the client
-/// sends it only in the `authorization` header, so it cannot end up in a URL, a log line or
-/// an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a token.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Token(secret.into())
-    }
-
-    /// The secret itself, for the `authorization` header.
-    pub fn reveal(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
 
 /// Which base URL reads and writes use in edge mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,100 +30,6 @@ pub enum Consistency {
     /// Required for compare-and-swap loops such as the job store's. API mode is always
     /// strong, so there it changes nothing.
     Strong,
-}
-
-/// The decoded `NETLIFY_BLOBS_CONTEXT`: base64 of a JSON object set by Netlify (or
-/// `netlify dev`, or the emulator's `env` command) for functions and builds.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct BlobsContext {
-    /// `siteID`.
-    pub site_id: Option<String>,
-    /// `token`.
-    pub token: Option<Token>,
-    /// `edgeURL`: the base URL of edge mode.
-    pub edge_url: Option<String>,
-    /// `uncachedEdgeURL`: the base URL of strongly consistent edge requests.
-    pub uncached_edge_url: Option<String>,
-    /// `apiURL`: the base URL of API mode.
-    pub api_url: Option<String>,
-    /// `deployID`: the deploy whose store a deploy store opens.
-    pub deploy_id: Option<String>,
-    /// `primaryRegion`: the region of deploy stores in edge mode.
-    pub primary_region: Option<String>,
-}
-
-impl fmt::Debug for BlobsContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobsContext")
-            .field("site_id", &self.site_id)
-            .field("token", &self.token)
-            .field("edge_url", &self.edge_url)
-            .field("uncached_edge_url", &self.uncached_edge_url)
-            .field("api_url", &self.api_url)
-            .field("deploy_id", &self.deploy_id)
-            .field("primary_region", &self.primary_region)
-            .finish()
-    }
-}
-
-impl BlobsContext {
-    /// Decodes the variable's value. Like the official client, an empty value, bad base64
-    /// or JSON that is not an object gives an empty context rather than an error; fields
-    /// that are not non-empty strings are ignored.
-    pub fn decode(value: &str) -> BlobsContext {
-        let Ok(bytes) = STANDARD.decode(value.trim()) else {
-            return BlobsContext::default();
-        };
-        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&bytes) else {
-            return BlobsContext::default();
-        };
-        let field = |name: &str| match map.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        };
-        BlobsContext {
-            site_id: field("siteID"),
-            token: field("token").map(Token::new),
-            edge_url: field("edgeURL"),
-            uncached_edge_url: field("uncachedEdgeURL"),
-            api_url: field("apiURL"),
-            deploy_id: field("deployID"),
-            primary_region: field("primaryRegion"),
-        }
-    }
-
-    /// Encodes the context the way `setEnvironmentContext` does: standard base64 of the JSON.
-    pub fn encode(&self) -> String {
-        let mut map = Map::new();
-        let mut put = |name: &str, value: Option<&str>| {
-            if let Some(v) = value {
-                map.insert(name.to_owned(), Value::from(v));
-            }
-        };
-        put("siteID", self.site_id.as_deref());
-        put("token", self.token.as_ref().map(Token::reveal));
-        put("edgeURL", self.edge_url.as_deref());
-        put("uncachedEdgeURL", self.uncached_edge_url.as_deref());
-        put("apiURL", self.api_url.as_deref());
-        put("deployID", self.deploy_id.as_deref());
-        put("primaryRegion", self.primary_region.as_deref());
-        STANDARD.encode(Value::Object(map).to_string())
-    }
-
-    /// Reads [`CONTEXT_ENV`] through `lookup` (normally `std::env::var`). `None` if the
-    /// variable is not set.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Option<BlobsContext> {
-        lookup(CONTEXT_ENV).map(|v| BlobsContext::decode(&v))
-    }
-
-    /// Reads [`CONTEXT_ENV`] from the process environment.
-    pub fn from_env() -> Option<BlobsContext> {
-        BlobsContext::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    fn is_empty(&self) -> bool {
-        *self == BlobsContext::default()
-    }
 }
 
 /// Which kind of store to open; decides the raw store name sent on the wire.
@@ -274,6 +141,9 @@ pub struct HttpConfig {
     /// A PEM file of extra root certificates trusted for `https://` (see
     /// [`ClientOptions::extra_root_pem`]).
     pub extra_root_pem: Option<PathBuf>,
+    /// The wall clock a 429's `X-RateLimit-Reset` (a Unix time) is measured against: the
+    /// system clock, or a [`ManualClock`](blobjobs_store_api::ManualClock) in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl HttpConfig {
@@ -294,12 +164,19 @@ impl HttpConfig {
             },
             site_id: site_id.into(),
             token,
-            store: format!("site:{store_name}"),
+            store: RawStore::Site(store_name.to_owned()).to_string(),
             region: None,
             consistency: Consistency::Strong,
             retry: RetryPolicy::default(),
             extra_root_pem: None,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same configuration, measuring rate-limit waits against `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> HttpConfig {
+        self.clock = clock;
+        self
     }
 
     /// Resolves `options` and the environment `context` (if any) for a store of `kind`,
@@ -353,30 +230,19 @@ impl HttpConfig {
             )));
         }
         let store = match kind {
-            StoreKind::Site(name) => {
-                validate_store_name(name)?;
-                format!("site:{name}")
-            }
-            StoreKind::Legacy(name) => {
-                validate_store_name(name)?;
-                name.clone()
-            }
-            StoreKind::Deploy { deploy_id, name } => {
-                let id = deploy_id
+            StoreKind::Site(name) => RawStore::Site(name.clone()),
+            StoreKind::Legacy(name) => RawStore::Legacy(name.clone()),
+            StoreKind::Deploy { deploy_id, name } => RawStore::Deploy {
+                deploy_id: deploy_id
                     .clone()
                     .or_else(|| options.deploy_id.clone())
                     .or_else(|| ctx.deploy_id.clone())
-                    .ok_or_else(|| Error::invalid("a deploy store needs a deploy id"))?;
-                check_deploy_id(&id)?;
-                match name {
-                    Some(name) => {
-                        validate_store_name(name)?;
-                        format!("deploy:{id}:{name}")
-                    }
-                    None => format!("deploy:{id}"),
-                }
-            }
+                    .ok_or_else(|| Error::invalid("a deploy store needs a deploy id"))?,
+                name: name.clone(),
+            },
         };
+        store.check()?;
+        let store = store.to_string();
         let region = match (&options.region, is_deploy, &endpoint) {
             (Some(r), _, _) => Some(r.clone()),
             (None, true, Endpoint::Edge { .. }) => {
@@ -396,19 +262,9 @@ impl HttpConfig {
             consistency: options.consistency,
             retry: options.retry.clone(),
             extra_root_pem: options.extra_root_pem.clone(),
+            clock: Arc::new(SystemClock),
         })
     }
-}
-
-/// Checks a deploy ID like the official client: 1 to 24 ASCII letters, digits or `_`.
-pub fn check_deploy_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 24 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(Error::invalid(
-            "deploy id must be 1 to 24 ascii letters, digits or underscores",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -425,19 +281,6 @@ mod tests {
             api_url: None,
             deploy_id: Some("ctxdeploy".into()),
             primary_region: Some("dev".into()),
-        }
-    }
-
-    #[test]
-    fn context_round_trips_and_bad_values_are_empty() {
-        let c = ctx();
-        assert_eq!(BlobsContext::decode(&c.encode()), c);
-        for bad in ["", "!!!", "bnVsbA==", "WzFd"] {
-            assert_eq!(
-                BlobsContext::decode(bad),
-                BlobsContext::default(),
-                "{bad:?}"
-            );
         }
     }
 

@@ -13,8 +13,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use blobjobs_store_api::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use blobjobs_store_api::{Error, ListEntry, ListOptions, ListPage, Result};
 
-use super::wire::ServerPage;
-
 /// One item of a listing in key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
@@ -135,8 +133,9 @@ impl Cutter {
         self.page.blobs.len() + self.page.directories.len() >= self.size
     }
 
-    /// Takes the server page fetched at the current position.
-    pub(crate) fn feed(&mut self, server: ServerPage) -> Step {
+    /// Takes the server page fetched at the current position (as the protocol's list body
+    /// reads it: keyless entries dropped, an empty cursor already `None`).
+    pub(crate) fn feed(&mut self, server: ListPage) -> Step {
         let mut items: Vec<(String, Item)> = server
             .blobs
             .into_iter()
@@ -234,7 +233,7 @@ mod tests {
             let options = ListOptions::new().page_size(2).cursor(cursor);
             let (mut cutter, server_cursor) = Cutter::new(&options).unwrap();
             assert_eq!(server_cursor, None);
-            let server = ServerPage {
+            let server = ListPage {
                 blobs: keys.iter().rev().map(|k| entry(k)).collect(),
                 directories: vec![],
                 next_cursor: None,
@@ -255,7 +254,7 @@ mod tests {
     #[test]
     fn entries_outside_the_prefix_are_dropped() {
         let (mut cutter, _) = Cutter::new(&ListOptions::new().prefix("dir/")).unwrap();
-        let server = ServerPage {
+        let server = ListPage {
             blobs: vec![entry("d"), entry("dir/a")],
             directories: vec!["dir/x".into(), "other".into()],
             next_cursor: None,

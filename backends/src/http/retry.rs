@@ -1,9 +1,10 @@
 //! Bounded retries: exponential backoff with jitter, rate-limit waits, per-request timeouts
 //! and one deadline for a whole operation.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use blobjobs_store_api::{Error, ErrorKind};
+use blobjobs_store_api::{Clock, Error, ErrorKind};
 use tokio::time::Instant;
 
 /// How hard an operation tries before it gives up.
@@ -107,9 +108,13 @@ impl RetryPolicy {
 }
 
 /// The attempts and time left for one operation.
+///
+/// Deadlines, timeouts and waits run on tokio's clock (so tests can pause it); only a
+/// 429's `X-RateLimit-Reset`, a Unix time, is read against the wall clock `clock`.
 #[derive(Debug)]
 pub(crate) struct Budget {
     policy: RetryPolicy,
+    clock: Arc<dyn Clock>,
     started: Instant,
     deadline: Instant,
     attempts: u32,
@@ -118,11 +123,12 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    /// Starts the clock of an operation.
-    pub(crate) fn start(policy: &RetryPolicy) -> Self {
+    /// Starts the clock of an operation; `clock` tells the Unix time for rate-limit resets.
+    pub(crate) fn start(policy: &RetryPolicy, clock: &Arc<dyn Clock>) -> Self {
         let started = Instant::now();
         Budget {
             policy: policy.clone(),
+            clock: clock.clone(),
             started,
             deadline: started + policy.max_elapsed,
             attempts: 0,
@@ -196,9 +202,7 @@ impl Budget {
         }
         let delay = match rate_limit_reset {
             Some(reset) => {
-                let now_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                let now_ms = self.clock.now().as_millis();
                 let wait = Duration::from_millis(reset.saturating_mul(1000).saturating_sub(now_ms));
                 wait.max(self.policy.initial_backoff)
                     .min(self.policy.max_rate_limit_wait)
@@ -225,6 +229,7 @@ impl Budget {
     pub(crate) fn child(&self) -> Budget {
         Budget {
             policy: self.policy.clone(),
+            clock: self.clock.clone(),
             started: self.started,
             deadline: self.deadline,
             attempts: 0,
@@ -255,11 +260,20 @@ fn random_fraction() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blobjobs_store_api::{ManualClock, Timestamp};
 
     fn policy() -> RetryPolicy {
         RetryPolicy::default()
             .backoff(Duration::from_millis(100), Duration::from_millis(1000))
             .jitter(false)
+    }
+
+    /// A wall clock stopped at 1 700 000 000.5 s, and the budget of an operation that
+    /// starts now under `policy`.
+    fn start(policy: RetryPolicy) -> (ManualClock, Budget) {
+        let wall = ManualClock::new(Timestamp::from_millis(1_700_000_000_500));
+        let clock: Arc<dyn Clock> = Arc::new(wall.clone());
+        (wall, Budget::start(&policy, &clock))
     }
 
     #[test]
@@ -269,20 +283,23 @@ mod tests {
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn attempts_are_bounded() {
-        let mut budget = Budget::start(&policy().max_attempts(3));
-        for _ in 0..3 {
-            assert!(budget.begin_attempt());
-        }
-        assert!(!budget.begin_attempt());
+        let (_, mut budget) = start(policy().max_attempts(3));
+        assert!(budget.begin_attempt());
+        assert_eq!(budget.next_delay(None), Some(Duration::from_millis(100)));
+        assert!(budget.begin_attempt());
+        assert_eq!(budget.next_delay(None), Some(Duration::from_millis(200)));
+        assert!(budget.begin_attempt());
+        // No attempt is left, so there is nothing to wait for.
         assert!(budget.next_delay(None).is_none());
+        assert!(!budget.begin_attempt());
         assert_eq!(budget.exhausted("GET k").kind(), ErrorKind::Unavailable);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn jitter_stays_within_half_and_full_delay() {
-        let mut budget = Budget::start(&policy().jitter(true));
+        let (_, mut budget) = start(policy().jitter(true));
         budget.begin_attempt();
         budget.begin_attempt();
         for _ in 0..50 {
@@ -294,37 +311,61 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rate_limit_reset_is_honoured_and_capped() {
-        let mut budget = Budget::start(&policy().max_rate_limit_wait(Duration::from_secs(3)));
+        let (wall, mut budget) = start(policy().max_rate_limit_wait(Duration::from_secs(3)));
         budget.begin_attempt();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let d = budget.next_delay(Some(now + 2)).unwrap();
-        assert!(
-            d > Duration::from_millis(900) && d <= Duration::from_secs(2),
-            "{d:?}"
+        // The reset is 1 700 000 002 s; the wall clock reads 1 700 000 000.5 s.
+        assert_eq!(
+            budget.next_delay(Some(1_700_000_002)),
+            Some(Duration::from_millis(1500))
+        );
+        wall.advance(Duration::from_millis(700));
+        assert_eq!(
+            budget.next_delay(Some(1_700_000_002)),
+            Some(Duration::from_millis(800))
         );
         assert_eq!(
-            budget.next_delay(Some(now + 100)).unwrap(),
-            Duration::from_secs(3)
+            budget.next_delay(Some(1_700_000_100)),
+            Some(Duration::from_secs(3))
         );
         // A reset in the past waits the minimum.
-        assert_eq!(
-            budget.next_delay(Some(1)).unwrap(),
-            Duration::from_millis(100)
-        );
+        assert_eq!(budget.next_delay(Some(1)), Some(Duration::from_millis(100)));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn no_wait_runs_past_the_deadline() {
-        let mut budget = Budget::start(&policy().max_elapsed(Duration::from_millis(150)));
+        let policy = policy()
+            .max_elapsed(Duration::from_millis(400))
+            .request_timeout(Duration::from_millis(150));
+        let (_, mut budget) = start(policy);
         assert!(budget.begin_attempt());
-        assert!(budget.timeout() <= Duration::from_millis(150));
-        budget.begin_attempt();
-        // The next backoff (200 ms) would end after the deadline.
+        assert_eq!(budget.timeout(), Duration::from_millis(150));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        // The request timeout shrinks to the time left.
+        assert_eq!(budget.timeout(), Duration::from_millis(100));
+        assert_eq!(budget.elapsed(), Duration::from_millis(300));
+        // The first backoff (100 ms) would end exactly at the deadline: not started.
         assert!(budget.next_delay(None).is_none());
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(budget.begin_attempt());
+        assert_eq!(budget.timeout(), Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // At the deadline no attempt may start, and the error says time ran out.
+        assert!(!budget.begin_attempt());
+        assert_eq!(budget.timeout(), Duration::ZERO);
+        assert_eq!(budget.exhausted("GET k").kind(), ErrorKind::Timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_budget_shares_the_deadline_but_counts_its_own_attempts() {
+        let (_, mut budget) = start(policy().max_attempts(2).max_elapsed(Duration::from_secs(1)));
+        budget.begin_attempt();
+        budget.begin_attempt();
+        tokio::time::advance(Duration::from_millis(600)).await;
+        let mut child = budget.child();
+        assert!(child.begin_attempt());
+        assert_eq!(child.timeout(), Duration::from_millis(400));
+        assert_eq!(child.elapsed(), Duration::from_millis(600));
     }
 }

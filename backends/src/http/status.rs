@@ -1,8 +1,10 @@
-//! HTTP statuses and transport failures turned into the project's error kinds, in one place.
+//! The error of an unexpected HTTP status: its kind from the protocol's one mapping
+//! ([`kind_for_status`]), the status and the start of the body as its source.
 
 use std::fmt;
 
-use blobjobs_store_api::{Error, ErrorKind};
+pub use blobjobs_protocol::status::kind_for_status;
+use blobjobs_store_api::Error;
 use http::StatusCode;
 
 /// The most characters of a response body kept in an error.
@@ -33,24 +35,6 @@ impl fmt::Display for StatusError {
 }
 
 impl std::error::Error for StatusError {}
-
-/// The one mapping from an HTTP status to an [`ErrorKind`].
-///
-/// 404 and 412 rarely become errors: operations turn them into "absent" (`None`) and
-/// `SetOutcome::ConditionFailed` before asking this function.
-pub fn kind_for_status(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        400 => ErrorKind::InvalidInput,
-        401 | 403 => ErrorKind::Unauthorized,
-        404 => ErrorKind::NotFound,
-        408 => ErrorKind::Timeout,
-        412 => ErrorKind::PreconditionFailed,
-        413 => ErrorKind::TooLarge,
-        429 => ErrorKind::Unavailable,
-        s if s >= 500 => ErrorKind::Unavailable,
-        _ => ErrorKind::Protocol,
-    }
-}
 
 /// The start of a body for an error message: at most [`BODY_EXCERPT_CHARS`] characters.
 pub(crate) fn excerpt(body: &[u8]) -> String {
@@ -88,22 +72,7 @@ pub(crate) fn status_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_map_to_kinds() {
-        let kind = |s: u16| kind_for_status(StatusCode::from_u16(s).unwrap());
-        assert_eq!(kind(400), ErrorKind::InvalidInput);
-        assert_eq!(kind(401), ErrorKind::Unauthorized);
-        assert_eq!(kind(403), ErrorKind::Unauthorized);
-        assert_eq!(kind(404), ErrorKind::NotFound);
-        assert_eq!(kind(412), ErrorKind::PreconditionFailed);
-        assert_eq!(kind(413), ErrorKind::TooLarge);
-        assert_eq!(kind(429), ErrorKind::Unavailable);
-        assert_eq!(kind(500), ErrorKind::Unavailable);
-        assert_eq!(kind(503), ErrorKind::Unavailable);
-        assert_eq!(kind(409), ErrorKind::Protocol);
-        assert_eq!(kind(302), ErrorKind::Protocol);
-    }
+    use blobjobs_store_api::ErrorKind;
 
     #[test]
     fn errors_carry_the_status_and_the_start_of_the_body() {

@@ -1,41 +1,17 @@
-//! Every route and every error case of the wire protocol, over real sockets, against each
-//! storage engine the emulator can serve from.
+//! The key routes of the wire protocol over real sockets, against each storage engine the
+//! emulator can serve from: health, reads, writes and deletes, ETags and 304s, conditional
+//! writes, regions and store kinds, site isolation, key decoding, bad input and
+//! `last-modified`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod engines;
 
-use std::time::{Duration, Instant};
-
-use blobjobs_backends::Catalog;
-use blobjobs_emulator::Config;
 use blobjobs_store_api::Metadata;
 use bytes::Bytes;
 use common::{TOKEN, TestServer, assert_rejected};
+use engines::{keys_of, servers, servers_with};
 use serde_json::json;
-
-/// One server per storage engine, each configured by `tweak`.
-async fn servers_with(tweak: impl Fn(Config) -> Config) -> Vec<(&'static str, TestServer)> {
-    vec![
-        (
-            "memory",
-            TestServer::start(tweak(Config::new(Catalog::memory(), TOKEN))).await,
-        ),
-        ("file", common::file_server(tweak).await),
-    ]
-}
-
-async fn servers() -> Vec<(&'static str, TestServer)> {
-    servers_with(|c| c).await
-}
-
-fn keys_of(listing: &serde_json::Value) -> Vec<String> {
-    listing["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["key"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn health_needs_no_credentials_and_cannot_be_shadowed() {
@@ -69,48 +45,6 @@ async fn health_needs_no_credentials_and_cannot_be_shadowed() {
     );
     // A site path can never reach the reserved prefix: site IDs cannot start with '.'.
     assert_rejected(&server.put("/.well-known/site:x/k", "x").await, 400);
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn credentials_missing_wrong_and_right() {
-    let server = TestServer::memory().await;
-    let path = "/site-1/site:s/k";
-    assert_rejected(&server.call("GET", path, &[], Bytes::new()).await, 401);
-    assert_rejected(&server.call("PUT", path, &[], "x").await, 401);
-    for bad in [
-        "Bearer wrong",
-        "Bearer",
-        TOKEN,
-        "Basic dGVzdA==",
-        "Bearer test-token2",
-    ] {
-        let reply = server
-            .call("GET", path, &[("authorization", bad)], Bytes::new())
-            .await;
-        assert_rejected(&reply, 403);
-    }
-    let put = server
-        .call("PUT", path, &[("authorization", "bearer test-token")], "v")
-        .await;
-    assert_eq!(put.status, 200);
-    // One token covers every site.
-    assert_eq!(server.put("/other-site/site:s/k", "w").await.status, 200);
-    assert_eq!(server.get(path).await.body, "v");
-    // A rejected write wrote nothing.
-    assert_eq!(
-        server
-            .call(
-                "PUT",
-                "/site-1/site:s/new",
-                &[("authorization", "Bearer no")],
-                "x"
-            )
-            .await
-            .status,
-        403
-    );
-    assert_eq!(server.get("/site-1/site:s/new").await.status, 404);
     server.stop().await.unwrap();
 }
 
@@ -295,313 +229,6 @@ async fn concurrent_only_if_new_writes_have_exactly_one_winner() {
 }
 
 #[tokio::test]
-async fn listing_prefix_directories_and_flat_keys() {
-    for (engine, server) in servers().await {
-        for key in ["d", "dir/a", "dir/sub/c", "dx", "p", "p/x", "top"] {
-            assert_eq!(
-                server.put(&format!("/s/site:l/{key}"), "1").await.status,
-                200
-            );
-        }
-        let all = server.get("/s/site:l").await;
-        assert_eq!(all.status, 200, "{engine}");
-        assert_eq!(all.header("content-type"), Some("application/json"));
-        let all = all.json();
-        assert_eq!(
-            keys_of(&all),
-            ["d", "dir/a", "dir/sub/c", "dx", "p", "p/x", "top"]
-        );
-        assert!(all.get("next_cursor").is_none());
-        let blob = &all["blobs"][0];
-        assert!(blob["etag"].as_str().unwrap().starts_with('"'));
-        assert_eq!(blob["size"], 1);
-        assert!(blob["last_modified"].as_str().unwrap().ends_with('Z'));
-
-        let prefixed = server.get("/s/site:l?prefix=dir%2F").await.json();
-        assert_eq!(keys_of(&prefixed), ["dir/a", "dir/sub/c"]);
-        let dirs = server.get("/s/site:l?directories=true").await.json();
-        assert_eq!(keys_of(&dirs), ["d", "dx", "p", "top"]);
-        assert_eq!(dirs["directories"], json!(["dir", "p"]));
-        let nested = server
-            .get("/s/site:l?prefix=dir%2F&directories=true")
-            .await
-            .json();
-        assert_eq!(keys_of(&nested), ["dir/a"]);
-        assert_eq!(nested["directories"], json!(["dir/sub"]));
-
-        // Deleting `p` leaves `p/x`.
-        assert_eq!(server.delete("/s/site:l/p").await.status, 204);
-        assert_eq!(server.get("/s/site:l/p/x").await.status, 200);
-
-        let empty = server.get("/s/site:never-written").await;
-        assert_eq!(empty.status, 200);
-        assert_eq!(empty.json(), json!({"blobs": [], "directories": []}));
-        server.stop().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn listing_pages_with_opaque_cursors() {
-    for (engine, server) in servers_with(|c| c.list_page_size(3)).await {
-        let keys: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
-        for key in &keys {
-            server.put(&format!("/s/site:pg/{key}"), "v").await;
-        }
-        let mut seen = Vec::new();
-        let mut pages = 0;
-        let mut url = "/s/site:pg".to_owned();
-        // Bounded, so that a cursor that never ends fails instead of hanging.
-        while pages < 100 {
-            let page = server.get(&url).await;
-            assert_eq!(page.status, 200, "{engine}");
-            let page = page.json();
-            pages += 1;
-            assert!(keys_of(&page).len() <= 3);
-            seen.extend(keys_of(&page));
-            match page.get("next_cursor").and_then(|c| c.as_str()) {
-                Some(cursor) => {
-                    url = format!(
-                        "/s/site:pg?cursor={}",
-                        blobjobs_emulator::route::encode_query_value(cursor)
-                    )
-                }
-                None => break,
-            }
-        }
-        assert_eq!(seen, keys);
-        assert_eq!(pages, 4);
-        assert_rejected(&server.get("/s/site:pg?cursor=%2A%2A%2A").await, 400);
-        assert_rejected(&server.get("/s/site:pg?directories=maybe").await, 400);
-        server.stop().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn listing_stores() {
-    for (engine, server) in servers_with(|c| c.list_page_size(2)).await {
-        let empty = server.get("/empty-site?prefix=site%3A").await;
-        assert_eq!(empty.status, 200, "{engine}");
-        assert_eq!(empty.json(), json!({"stores": []}));
-
-        for store in ["site:a", "site:b", "site:c", "deploy:d1", "legacy"] {
-            server.put(&format!("/s/{store}/k"), "v").await;
-        }
-        let mut stores = Vec::new();
-        let mut url = "/s?prefix=site%3A".to_owned();
-        let mut pages = 0;
-        while pages < 100 {
-            let page = server.get(&url).await.json();
-            pages += 1;
-            stores.extend(
-                page["stores"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap().to_owned()),
-            );
-            match page.get("next_cursor").and_then(|c| c.as_str()) {
-                Some(c) => {
-                    url = format!(
-                        "/s?prefix=site%3A&cursor={}",
-                        blobjobs_emulator::route::encode_query_value(c)
-                    )
-                }
-                None => break,
-            }
-        }
-        assert_eq!(stores, ["site:a", "site:b", "site:c"]);
-        assert_eq!(pages, 2);
-        let everything = server.get("/api/v1/blobs/s").await.json();
-        assert_eq!(everything["stores"], json!(["deploy:d1", "legacy"]));
-        assert!(everything.get("next_cursor").is_some());
-        assert_rejected(&server.get("/s?cursor=%21").await, 400);
-        server.stop().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn deleting_a_store_removes_exactly_its_keys() {
-    for (engine, server) in servers().await {
-        for key in ["a", "b/c", "d"] {
-            server.put(&format!("/s/site:gone/{key}"), "v").await;
-        }
-        server.put("/s/site:kept/a", "v").await;
-        server.put("/other/site:gone/a", "v").await;
-        let deleted = server.delete("/s/site:gone").await;
-        assert_eq!(deleted.status, 200, "{engine}");
-        assert_eq!(
-            deleted.json(),
-            json!({"blobs_deleted": 3, "has_more": false})
-        );
-        assert_eq!(keys_of(&server.get("/s/site:gone").await.json()).len(), 0);
-        assert_eq!(server.get("/s/site:kept/a").await.status, 200);
-        assert_eq!(server.get("/other/site:gone/a").await.status, 200);
-        let again = server.delete("/s/site:gone").await.json();
-        assert_eq!(again["blobs_deleted"], 0);
-        server.stop().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn api_mode_signed_urls_for_get_and_put() {
-    for (engine, server) in servers().await {
-        let accept = ("accept", "application/json;type=signed-url");
-        let meta = Metadata::from_pairs([("w", 10)]).to_header();
-        let step1 = server
-            .authed(
-                "PUT",
-                "/api/v1/blobs/site-a/site:shop/img%20one?region=auto",
-                &[accept, ("netlify-blobs-metadata", &meta)],
-                Bytes::new(),
-            )
-            .await;
-        assert_eq!(step1.status, 200, "{engine}");
-        let url = step1.json()["url"].as_str().unwrap().to_owned();
-        let expected = format!("{}/site-a/site:shop/img%20one?expires=", server.base);
-        assert!(url.starts_with(&expected), "{url}");
-        // Step 1 wrote nothing.
-        assert_eq!(server.get("/site-a/site:shop/img%20one").await.status, 404);
-
-        let put = server
-            .call("PUT", &url, &[("x-amz-meta-user", &meta)], "png")
-            .await;
-        assert_eq!(put.status, 200);
-        let etag = put.etag();
-
-        let step1 = server
-            .authed(
-                "GET",
-                "/api/v1/blobs/site-a/site:shop/img%20one",
-                &[accept],
-                Bytes::new(),
-            )
-            .await;
-        let get_url = step1.json()["url"].as_str().unwrap().to_owned();
-        let get = server.call("GET", &get_url, &[], Bytes::new()).await;
-        assert_eq!(get.status, 200);
-        assert_eq!(get.body, "png");
-        assert_eq!(get.etag(), etag);
-        assert_eq!(get.header("x-amz-meta-user"), Some(meta.as_str()));
-        let revalidate = server
-            .call("GET", &get_url, &[("if-none-match", &etag)], Bytes::new())
-            .await;
-        assert_eq!(revalidate.status, 304);
-
-        // A signed URL is bound to its method and its path.
-        assert_rejected(&server.call("PUT", &get_url, &[], "evil").await, 403);
-        assert_rejected(
-            &server.call("DELETE", &get_url, &[], Bytes::new()).await,
-            403,
-        );
-        let other_path = get_url.replace("img%20one", "img%20two");
-        assert_rejected(
-            &server.call("GET", &other_path, &[], Bytes::new()).await,
-            403,
-        );
-        let other_site = get_url.replace("/site-a/", "/site-b/");
-        assert_rejected(
-            &server.call("GET", &other_site, &[], Bytes::new()).await,
-            403,
-        );
-        // Changing the expiry breaks the signature.
-        let (base, query) = get_url.split_once("?expires=").unwrap();
-        let (expires, sig) = query.split_once('&').unwrap();
-        let later: u64 = expires.parse::<u64>().unwrap() + 1000;
-        let extended = format!("{base}?expires={later}&{sig}");
-        assert_rejected(&server.call("GET", &extended, &[], Bytes::new()).await, 403);
-        assert_eq!(server.get("/site-a/site:shop/img%20one").await.body, "png");
-
-        // Without the accept header, an API GET serves the blob; HEAD and DELETE are direct.
-        let direct = server.get("/api/v1/blobs/site-a/site:shop/img%20one").await;
-        assert_eq!(direct.body, "png");
-        let head = server
-            .authed(
-                "HEAD",
-                "/api/v1/blobs/site-a/site:shop/img%20one",
-                &[],
-                Bytes::new(),
-            )
-            .await;
-        assert_eq!(head.etag(), etag);
-        let list = server
-            .get("/api/v1/blobs/site-a/site:shop?prefix=img&directories=true&region=auto")
-            .await
-            .json();
-        assert_eq!(keys_of(&list), ["img one"]);
-        let stores = server
-            .get("/api/v1/blobs/site-a?prefix=site%3A")
-            .await
-            .json();
-        assert_eq!(stores["stores"], json!(["site:shop"]));
-        let del = server
-            .delete("/api/v1/blobs/site-a/site:shop/img%20one")
-            .await;
-        assert_eq!(del.status, 204);
-        assert_eq!(server.get("/site-a/site:shop/img%20one").await.status, 404);
-
-        // Step 1 checks credentials and metadata like any other request.
-        let anon = server
-            .call(
-                "GET",
-                "/api/v1/blobs/site-a/site:shop/x",
-                &[accept],
-                Bytes::new(),
-            )
-            .await;
-        assert_rejected(&anon, 401);
-        let bad_meta = server
-            .authed(
-                "PUT",
-                "/api/v1/blobs/site-a/site:shop/x",
-                &[accept, ("netlify-blobs-metadata", "b64;!!")],
-                Bytes::new(),
-            )
-            .await;
-        assert_rejected(&bad_meta, 400);
-        server.stop().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn signed_urls_use_the_host_header_and_expire() {
-    let server =
-        TestServer::start(common::memory_config().signed_url_ttl(Duration::from_secs(2))).await;
-    let step1_at = Instant::now();
-    let step1 = server
-        .authed(
-            "GET",
-            "/api/v1/blobs/s/site:x/k",
-            &[
-                ("accept", "application/json;type=signed-url"),
-                ("host", "localhost:9"),
-            ],
-            Bytes::new(),
-        )
-        .await;
-    let url = step1.json()["url"].as_str().unwrap().to_owned();
-    assert!(url.starts_with("http://localhost:9/s/site:x/k?"), "{url}");
-    let url = url.replace("http://localhost:9", &server.base);
-    server.put("/s/site:x/k", "v").await;
-    assert_eq!(
-        server.call("GET", &url, &[], Bytes::new()).await.status,
-        200
-    );
-    // Expiry counts whole seconds: with a TTL of two, the URL works for at least two seconds
-    // after signing and is refused within three. Polled, as a loaded machine may be slower.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let reply = server.call("GET", &url, &[], Bytes::new()).await;
-        if reply.status != 200 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_rejected(&refused, 403);
-    assert!(step1_at.elapsed() >= Duration::from_secs(2));
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
 async fn region_prefix_and_store_kinds() {
     for (engine, server) in servers().await {
         let put = server.put("/region:us-east-2/s/deploy:abc123/k", "d").await;
@@ -782,78 +409,44 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
     }
 }
 
+/// `HttpStore`, the client the `get`/`set`/`list`/`delete` commands use, against the server.
 #[tokio::test]
-async fn shutdown_lets_requests_in_flight_finish() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    use tokio::net::TcpStream;
-
-    /// Reads one response head (up to the blank line) within a time limit.
-    async fn read_head(tcp: &mut TcpStream) -> String {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !head.ends_with(b"\r\n\r\n") {
-                assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "connection closed");
-                head.push(byte[0]);
-            }
-        })
-        .await
-        .expect("a response head in time");
-        String::from_utf8(head).unwrap()
-    }
+async fn the_wire_client_talks_to_the_server() {
+    use blobjobs_backends::http::{HttpConfig, HttpStore, Token};
+    use blobjobs_store_api::{BlobStore as _, ErrorKind, ListOptions, SetOptions};
 
     let server = TestServer::memory().await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    let body = "first second";
-    let request = format!(
-        "PUT /s/site:x/slow HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
-         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
-        server.addr,
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    // The server answers `100 Continue` once the handler reads the body: from then on the
-    // request is in flight, and stopping the server must not cut it off.
-    let interim = read_head(&mut tcp).await;
-    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
-    server.begin_shutdown();
-    // The listener closes (polled: the server task closes it in its own time).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(server.addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "the listener stayed open");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tcp.write_all(body.as_bytes()).await.unwrap();
-    let reply = read_head(&mut tcp).await;
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn the_client_module_talks_to_the_server() {
-    let server = TestServer::memory().await;
-    let client = blobjobs_emulator::client::Client::new(&server.base, TOKEN, "site-1");
+    let open = |token: &str| {
+        let config = HttpConfig::edge(server.base.clone(), "site-1", Token::new(token), "cli");
+        HttpStore::new(config.unwrap()).unwrap()
+    };
+    let client = open(TOKEN);
     let meta = Metadata::from_pairs([("a", 1)]);
     let etag = client
-        .set(
-            "site:cli",
+        .set_stream(
             "dir/a b",
             blobjobs_store_api::once_stream(Bytes::from_static(b"v")),
-            Some(&meta),
+            None,
+            SetOptions::new().metadata(meta.clone()),
         )
         .await
+        .unwrap()
+        .etag()
+        .cloned()
         .unwrap();
-    let download = client.get("site:cli", "dir/a b").await.unwrap().unwrap();
-    assert_eq!(download.etag.as_ref(), Some(&etag));
-    assert_eq!(download.metadata, meta);
-    let listing = client.list_all("site:cli", "dir/", false).await.unwrap();
+    let (info, _) = client.get_stream("dir/a b").await.unwrap().unwrap();
+    assert_eq!(info.etag, etag);
+    assert_eq!(info.metadata, meta);
+    let listing = client
+        .list(ListOptions::new().prefix("dir/"))
+        .await
+        .unwrap();
     assert_eq!(listing.blobs.len(), 1);
     assert_eq!(listing.blobs[0].key, "dir/a b");
-    client.delete("site:cli", "dir/a b").await.unwrap();
-    assert!(client.get("site:cli", "dir/a b").await.unwrap().is_none());
-    let wrong = blobjobs_emulator::client::Client::new(&server.base, "nope", "site-1");
-    let err = wrong.get("site:cli", "x").await.err().unwrap();
-    assert_eq!(err.kind(), blobjobs_store_api::ErrorKind::Unauthorized);
+    client.delete("dir/a b").await.unwrap();
+    assert!(client.get_stream("dir/a b").await.unwrap().is_none());
+    let err = open("nope").get("x").await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
     server.stop().await.unwrap();
 }
 
