@@ -449,24 +449,12 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     async fn set_stream(
         &self,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         max_size: Option<u64>,
         options: SetOptions,
     ) -> Result<SetOutcome> {
-        let mut buf = Vec::new();
-        while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
-            let chunk = chunk?;
-            if let Some(max) = max_size
-                && (buf.len() + chunk.len()) as u64 > max
-            {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!("value is larger than the maximum of {max} bytes"),
-                ));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        self.set(key, Bytes::from(buf), options).await
+        let value = crate::stream::read_all(body, max_size).await?;
+        self.set(key, value, options).await
     }
 }
 

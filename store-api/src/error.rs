@@ -120,6 +120,14 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, message)
     }
 
+    /// Shorthand for an [`ErrorKind::TooLarge`] error: a value passed the limit of `max` bytes.
+    pub fn too_large(max: u64) -> Self {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!("value is larger than the maximum of {max} bytes"),
+        )
+    }
+
     /// Shorthand for an [`ErrorKind::Io`] error wrapping `err`, with `context` as the message.
     pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
         let context = context.into();

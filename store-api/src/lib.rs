@@ -10,6 +10,7 @@ pub mod error;
 pub mod job;
 pub mod jobs;
 pub mod list;
+pub mod stream;
 pub mod validate;
 
 pub use blob::{

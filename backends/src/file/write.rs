@@ -12,9 +12,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blobjobs_store_api::{
-    ByteStream, Condition, Error, ErrorKind, Etag, Result, SetOptions, SetOutcome, Timestamp,
-};
+use blobjobs_store_api::stream::{Head, check_size, read_head};
+use blobjobs_store_api::{ByteStream, Condition, Etag, Result, SetOptions, SetOutcome, Timestamp};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt;
@@ -323,26 +322,20 @@ impl Inner {
     pub(super) async fn set_stream(
         self: Arc<Self>,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         max_size: Option<u64>,
         options: SetOptions,
     ) -> Result<SetOutcome> {
         // Most bodies are small: collect the start of the body, and if it ends there, write it
         // as `set` does, in one blocking call.
-        let mut head = Vec::new();
-        let mut size: u64 = 0;
-        while size <= SMALL_BODY as u64 {
-            let Some(chunk) = body.next().await else {
-                let value = concat(head);
+        let (head, mut size, mut body) = match read_head(body, SMALL_BODY, max_size).await? {
+            Head::Complete(value) => {
                 let inner = self.clone();
                 let key = key.to_owned();
                 return blocking(move || inner.set(&key, &value, &options)).await;
-            };
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            check_max_size(size, max_size)?;
-            head.push(chunk);
-        }
+            }
+            Head::Partial { chunks, size, rest } => (chunks, size, rest),
+        };
         let inner = self;
         let target = inner.key_path(key);
         let key = key.to_owned();
@@ -374,7 +367,7 @@ impl Inner {
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             size += chunk.len() as u64;
-            if let Err(e) = check_max_size(size, max_size) {
+            if let Err(e) = check_size(size, max_size) {
                 drop(file);
                 blocking(move || {
                     drop(temp);
@@ -412,27 +405,4 @@ impl Inner {
         })
         .await
     }
-}
-
-/// Fails with [`ErrorKind::TooLarge`] once `size` bytes are more than `max_size`.
-fn check_max_size(size: u64, max_size: Option<u64>) -> Result<()> {
-    match max_size {
-        Some(max) if size > max => Err(Error::new(
-            ErrorKind::TooLarge,
-            format!("value is larger than the maximum of {max} bytes"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The chunks of a body as one value, copied only if there is more than one.
-fn concat(mut chunks: Vec<Bytes>) -> Bytes {
-    if chunks.len() <= 1 {
-        return chunks.pop().unwrap_or_default();
-    }
-    let mut value = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
-    for chunk in &chunks {
-        value.extend_from_slice(chunk);
-    }
-    Bytes::from(value)
 }

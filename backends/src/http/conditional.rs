@@ -144,13 +144,7 @@ impl HttpStore {
         let mut budget = self.budget();
         let result = self.send_until_answered(&call, &mut budget).await;
         if too_large.load(Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "value is larger than the maximum of {} bytes",
-                    max_size.unwrap_or(0)
-                ),
-            ));
+            return Err(Error::too_large(max_size.unwrap_or(0)));
         }
         match result {
             Ok(reply) => HttpStore::write_outcome(&call, &options, &reply),

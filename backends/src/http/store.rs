@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use blobjobs_protocol::bodies::ListBody;
 use blobjobs_protocol::headers::{self as wire, AMZ_METADATA, NETLIFY_METADATA};
 use blobjobs_protocol::path::Query;
+use blobjobs_store_api::stream::{Head, read_head};
 use blobjobs_store_api::{
     Blob, BlobInfo, BlobStore, ByteStream, Condition, Error, ErrorKind, ListOptions, ListPage,
     Result, SetOptions, SetOutcome, validate_key, validate_metadata,
@@ -241,42 +242,19 @@ impl BlobStore for HttpStore {
     async fn set_stream(
         &self,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         max_size: Option<u64>,
         options: SetOptions,
     ) -> Result<SetOutcome> {
         validate_key(key)?;
         validate_metadata(&options.metadata)?;
-        let too_large = |max: u64| {
-            Error::new(
-                ErrorKind::TooLarge,
-                format!("value is larger than the maximum of {max} bytes"),
-            )
-        };
         // Collect a short value whole, so it gets the retries and checks of `set`.
-        let mut head = Vec::new();
-        let mut len = 0usize;
-        while len <= STREAM_THRESHOLD {
-            match body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    len += chunk.len();
-                    if let Some(max) = max_size
-                        && len as u64 > max
-                    {
-                        return Err(too_large(max));
-                    }
-                    head.push(chunk);
-                }
-                None => {
-                    let mut value = Vec::with_capacity(len);
-                    for chunk in &head {
-                        value.extend_from_slice(chunk);
-                    }
-                    return self.set(key, Bytes::from(value), options).await;
-                }
+        match read_head(body, STREAM_THRESHOLD, max_size).await? {
+            Head::Complete(value) => self.set(key, value, options).await,
+            Head::Partial { chunks, rest, .. } => {
+                self.set_streamed(key, chunks, rest, max_size, options)
+                    .await
             }
         }
-        self.set_streamed(key, head, body, max_size, options).await
     }
 }
