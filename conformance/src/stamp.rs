@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::case::Case;
 use crate::factory::{InstanceFactory, SharedFactory};
 use crate::options::{Capabilities, Options};
-use crate::report::{CaseReport, Report, Scope, Verdict};
+use crate::report::{Report, Scope, Verdict};
 use crate::{cases, runner};
 
 /// What to expect of a backend across instances.
@@ -90,37 +90,30 @@ impl Backend {
         self
     }
 
-    /// Runs the case called `name` and returns its report.
+    /// Runs the case called `name` and returns the report of that one case.
     ///
     /// # Panics
     ///
     /// If the suite has no case of that name.
-    pub async fn run_case(&self, name: &str) -> CaseReport {
-        let case = find(name);
+    pub async fn run_case(&self, name: &str) -> Report {
         let mut options = self.options.clone();
         options.filter = None;
-        let report = runner::run_cases(
+        runner::run_cases(
             self.factory.clone(),
             self.capabilities.clone(),
             options,
-            vec![case],
+            vec![find(name)],
         )
-        .await;
-        match report.cases.into_iter().next() {
-            Some(case) => case,
-            None => panic!("the case {name} did not run"),
-        }
+        .await
     }
 
     /// Runs the case called `name` and panics, with the readable report, unless its verdict
     /// is the expected one; then runs the [`Backend::after_each_case`] checks. This is the
     /// body of every test [`tests!`](crate::tests!) stamps.
     pub async fn check_case(self, name: &str) {
-        let case = self.run_case(name).await;
-        let text = |case: &CaseReport| {
-            let mut report = Report::new(self.options.backend.clone(), 0);
-            report.cases.push(case.clone());
-            report.to_text()
+        let report = self.run_case(name).await;
+        let Some(case) = report.cases.first() else {
+            panic!("the case {name} did not run");
         };
         match (&case.verdict, self.expect, case.scope) {
             (Verdict::Skipped { reason }, _, _) => println!("skipped: {reason}"),
@@ -129,17 +122,18 @@ impl Backend {
             (Verdict::Failed { .. }, Expect::NegativeControl, Scope::CrossInstance) => {
                 println!(
                     "failed as it must on a backend whose instances share nothing:\n{}",
-                    text(&case)
+                    report.to_text()
                 );
             }
             (Verdict::Passed, Expect::NegativeControl, Scope::CrossInstance) => panic!(
                 "{} passed the cross-instance case {name}, but its instances share nothing: \
                  the case has no teeth",
-                self.options.backend
+                report.backend
             ),
             (Verdict::Failed { .. }, _, _) => panic!(
-                "{}\nReplay this test with the seed above: CONFORMANCE_SEED=<seed> cargo test {name}",
-                text(&case)
+                "{}\nReplay this test alone: CONFORMANCE_SEED={} cargo test {name}",
+                report.to_text(),
+                report.seed
             ),
         }
         for check in self.after_case {
