@@ -2,15 +2,13 @@
 //! bounds, waits for rate limits, and never applies a conditional write twice.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-mod http_support;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use blobjobs_backends::http::RetryPolicy;
 use blobjobs_store_api::{Blob, BlobStore, ByteStream, ErrorKind, SetOptions, SetOutcome};
+use blobjobs_test_support::fake_server::{FakeServer, Fault, quick_retry};
 use bytes::Bytes;
 use http::Method;
-use http_support::{FakeServer, Fault, quick_retry};
 
 /// How many requests with `method` carried data since the last look: every such request in
 /// edge mode, and in API mode those to a signed URL (not the `/api/` ones that ask for it).
