@@ -6,19 +6,16 @@
 //! `cargo xtask bench`). Medians are in
 //! `target/criterion/<group>/job_<operation>/new/estimates.json`.
 //!
-//! The benchmark bodies live in `support/job_ops.rs`, shared with the emulator's HTTP bench.
+//! The benchmark bodies live in `blobjobs_test_support::bench`, shared with the emulator's
+//! HTTP bench.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use blobjobs_backends::{FileOptions, FileStore, MemoryStore};
 use blobjobs_store_api::BlobStore;
+use blobjobs_test_support::bench::bench_job_ops;
 use criterion::{Criterion, criterion_group, criterion_main};
-
-#[path = "support/job_ops.rs"]
-mod job_ops;
-
-use job_ops::bench_job_ops;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -12,6 +12,9 @@
 //! paired run therefore alternates the raw loop and a durable `FileStore::set` op by op and
 //! prints both medians and their ratio (and writes them as JSON to the file named by
 //! `BENCH_PAIRED_OUT`, when set).
+//!
+//! The store benchmark bodies live in `blobjobs_test_support::bench`, shared with the
+//! emulator's HTTP bench.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -20,14 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blobjobs_backends::{FileOptions, FileStore, MemoryStore};
-use blobjobs_store_api::{BlobStore, ListOptions, SetOptions};
-use bytes::Bytes;
-use criterion::{Criterion, SamplingMode, criterion_group};
-
-const VALUE_BYTES: usize = 1024;
-const LIST_KEYS: usize = 1000;
-/// Keys of the store listed whole, page by page at the default page size.
-const LIST_KEYS_LARGE: usize = 10_000;
+use blobjobs_store_api::{BlobStore, SetOptions};
+use blobjobs_test_support::bench::{
+    BlobStores, LIST_KEYS, LIST_KEYS_LARGE, VALUE_BYTES, bench_blob_ops, fill, ok, value,
+};
+use criterion::{Criterion, criterion_group};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -35,86 +35,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("no tokio runtime: {e}"))
-}
-
-fn value() -> Bytes {
-    Bytes::from(vec![0x5a; VALUE_BYTES])
-}
-
-fn ok<T>(result: blobjobs_store_api::Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("store operation failed: {e}"))
-}
-
-/// One backend under test: a store for point operations, one holding [`LIST_KEYS`] keys and
-/// one holding [`LIST_KEYS_LARGE`] keys.
-struct Subject {
-    name: &'static str,
-    store: Arc<dyn BlobStore>,
-    listed: Arc<dyn BlobStore>,
-    listed_large: Arc<dyn BlobStore>,
-}
-
-/// Lists `store` to the end, following cursors at the default page size; returns the count.
-async fn list_all(store: &dyn BlobStore) -> usize {
-    let mut count = 0;
-    let mut cursor = None;
-    loop {
-        let page = ok(store.list(ListOptions::new().cursor(cursor)).await);
-        count += page.blobs.len();
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            return count;
-        }
-    }
-}
-
-fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, subject: &Subject) {
-    let mut group = c.benchmark_group(subject.name);
-    let store = subject.store.clone();
-    let v = value();
-
-    group.bench_function("set_1k", |b| {
-        b.to_async(rt)
-            .iter(|| async { ok(store.set("bench/set", v.clone(), SetOptions::new()).await) });
-    });
-
-    rt.block_on(async { ok(store.set("bench/get", v.clone(), SetOptions::new()).await) });
-    group.bench_function("get_1k", |b| {
-        b.to_async(rt)
-            .iter(|| async { ok(store.get("bench/get").await) });
-    });
-
-    rt.block_on(async { ok(store.set("bench/cas", v.clone(), SetOptions::new()).await) });
-    group.bench_function("cas_update", |b| {
-        b.to_async(rt).iter(|| async {
-            let current = ok(store.get("bench/cas").await)
-                .unwrap_or_else(|| panic!("the compare-and-swap key is missing"));
-            let outcome = ok(store
-                .set(
-                    "bench/cas",
-                    v.clone(),
-                    SetOptions::new().if_match(current.info.etag),
-                )
-                .await);
-            assert!(outcome.is_written());
-        });
-    });
-
-    let listed = subject.listed.clone();
-    // Listings take milliseconds: flat sampling keeps their run within the measurement time.
-    group.sample_size(10).sampling_mode(SamplingMode::Flat);
-    group.bench_function("list_1000", |b| {
-        b.to_async(rt).iter(|| async {
-            let page = ok(listed.list(ListOptions::new().page_size(LIST_KEYS)).await);
-            assert_eq!(page.blobs.len(), LIST_KEYS);
-        });
-    });
-    let listed_large = subject.listed_large.clone();
-    group.bench_function("list_10000", |b| {
-        b.to_async(rt)
-            .iter(|| async { assert_eq!(list_all(listed_large.as_ref()).await, LIST_KEYS_LARGE) });
-    });
-    group.finish();
 }
 
 /// The disk's limit for one durable small write, done by hand with no store around it.
@@ -149,41 +69,39 @@ fn stores(c: &mut Criterion) {
     let memory_listed_large: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let file_listed_large = open("listed-large", nosync);
     rt.block_on(async {
-        for i in 0..LIST_KEYS {
-            let key = format!("item/{i:05}");
-            ok(memory_listed.set(&key, value(), SetOptions::new()).await);
-            ok(file_listed.set(&key, value(), SetOptions::new()).await);
+        for store in [&memory_listed, &file_listed] {
+            fill(store, LIST_KEYS, value()).await;
         }
-        for i in 0..LIST_KEYS_LARGE {
-            let key = format!("item/{i:05}");
-            ok(memory_listed_large
-                .set(&key, value(), SetOptions::new())
-                .await);
-            ok(file_listed_large
-                .set(&key, value(), SetOptions::new())
-                .await);
+        for store in [&memory_listed_large, &file_listed_large] {
+            fill(store, LIST_KEYS_LARGE, value()).await;
         }
     });
 
     let subjects = [
-        Subject {
-            name: "file_durable",
-            store: open("durable", durable),
-            listed: open("listed", durable),
-            listed_large: open("listed-large", durable),
-        },
-        Subject {
-            name: "file_nosync",
-            store: open("nosync", nosync),
-            listed: file_listed,
-            listed_large: file_listed_large,
-        },
-        Subject {
-            name: "memory",
-            store: Arc::new(MemoryStore::new()),
-            listed: memory_listed,
-            listed_large: memory_listed_large,
-        },
+        (
+            "file_durable",
+            BlobStores {
+                point: open("durable", durable),
+                listed: open("listed", durable),
+                listed_large: open("listed-large", durable),
+            },
+        ),
+        (
+            "file_nosync",
+            BlobStores {
+                point: open("nosync", nosync),
+                listed: file_listed,
+                listed_large: file_listed_large,
+            },
+        ),
+        (
+            "memory",
+            BlobStores {
+                point: Arc::new(MemoryStore::new()),
+                listed: memory_listed,
+                listed_large: memory_listed_large,
+            },
+        ),
     ];
     // The raw loop runs just before the durable store, the nearest in time it can be.
     let raw_dir = dir.path().join("raw");
@@ -194,8 +112,8 @@ fn stores(c: &mut Criterion) {
         b.iter(|| raw_durable_write(&raw_dir, &payload));
     });
     group.finish();
-    for subject in &subjects {
-        bench_store(c, &rt, subject);
+    for (group, stores) in &subjects {
+        bench_blob_ops(c, &rt, group, stores);
     }
 }
 

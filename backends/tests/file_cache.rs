@@ -2,25 +2,19 @@
 //! change, follows the changes made through its own handle exactly, and never hides a change
 //! made through another handle, another catalog handle or another OS process.
 //!
-//! The child process is this test binary run again with `--exact child_process_entry` and an
-//! environment variable naming the role; without that variable the entry test does nothing.
+//! The child process is this test binary run again by `blobjobs_test_support::child`, whose
+//! entry test `child_process_entry` does nothing in a normal run.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-#[path = "support/helpers.rs"]
-mod helpers;
-
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blobjobs_backends::{Catalog, FileOptions, FileStore};
-use blobjobs_store_api::{BlobStore, Etag, ListEntry, ListOptions, SetOptions};
+use blobjobs_store_api::{BlobStore, BlobStoreExt as _, Etag, ListEntry, ListOptions, SetOptions};
+use blobjobs_test_support::{all_keys, child, put, stream_of};
 use bytes::Bytes;
-use helpers::{all_keys, put};
 
-const ROLE: &str = "BACKENDS_FILE_CACHE_TEST_ROLE";
 const ROOT: &str = "BACKENDS_FILE_CACHE_TEST_ROOT";
 const STORE: &str = "cached";
 const KEYS: usize = 30;
@@ -44,20 +38,10 @@ async fn filled(root: &Path) -> FileStore {
 
 /// Every entry of the store, page by page (small pages, so that the cache serves several).
 async fn entries(store: &dyn BlobStore) -> Vec<ListEntry> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..1000 {
-        let page = store
-            .list(ListOptions::new().page_size(7).cursor(cursor))
-            .await
-            .unwrap();
-        out.extend(page.blobs);
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            return out;
-        }
-    }
-    panic!("listing never ended");
+    store
+        .list_all(ListOptions::new().page_size(7))
+        .await
+        .unwrap()
 }
 
 async fn keys(store: &dyn BlobStore) -> Vec<String> {
@@ -158,7 +142,7 @@ async fn a_handles_own_changes_keep_its_cached_listing_exact() {
     // A body long enough to take the streaming path.
     let long = vec![Bytes::from(vec![1u8; 50_000]); 3];
     store
-        .set_stream("k07", helpers::stream_of(long), None, SetOptions::new())
+        .set_stream("k07", stream_of(long), None, SetOptions::new())
         .await
         .unwrap();
     assert_lists_like_a_walk(&store, dir.path()).await;
@@ -280,45 +264,15 @@ fn a_cached_listing_sees_changes_made_by_another_process() {
 
 /// Runs this test binary as a child process in `role` and waits for it to succeed.
 fn run_child(role: &str, root: &Path) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(ROOT, root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("child process did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = reader.join().unwrap();
-    assert!(status.success(), "child process failed; its output:\n{out}");
+    let mut cmd = child::command(role);
+    cmd.env(ROOT, root);
+    child::finish(cmd.spawn().unwrap(), Duration::from_secs(60));
 }
 
 /// The entry point of the child process; a no-op in a normal test run.
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some(role) = child::role() else {
         return;
     };
     let root = PathBuf::from(std::env::var(ROOT).unwrap());

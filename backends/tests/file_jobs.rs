@@ -1,7 +1,7 @@
 //! The property that sets the file backend apart from the memory backend for job tracking: a
 //! job created through one instance is visible through another only when the instances share
-//! a store. The job store behaviours themselves, including `jobs_cross_instances` on separate
-//! `FileStore` handles, run on both backends in `file_store.rs`.
+//! a store. The job store's cases themselves, across separate `FileStore` handles and on
+//! separate memory stores as the negative control, run in `conformance.rs`.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 

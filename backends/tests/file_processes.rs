@@ -2,15 +2,15 @@
 //! only-if-new writes and job claims racing between processes, and writes that survive a
 //! SIGKILL.
 //!
-//! The child processes are this test binary run again with `--exact child_process_entry` and an
-//! environment variable naming the role; without that variable the entry test does nothing.
+//! The child processes are this test binary run again by `blobjobs_test_support::child`,
+//! whose entry test `child_process_entry` does nothing in a normal run.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,10 @@ use blobjobs_backends::{FileOptions, FileStore};
 use blobjobs_store_api::{
     BlobJobStore, BlobStore, ErrorKind, JobId, JobStore, ListOptions, NewJob, SetOptions,
 };
+use blobjobs_test_support::child::{self, say};
 use bytes::Bytes;
 use serde_json::json;
 
-const ROLE: &str = "BACKENDS_FILE_TEST_ROLE";
 const ROOT: &str = "BACKENDS_FILE_TEST_ROOT";
 const GO: &str = "BACKENDS_FILE_TEST_GO";
 const ID: &str = "BACKENDS_FILE_TEST_ID";
@@ -49,52 +49,15 @@ fn open(root: &Path, fsync: bool) -> FileStore {
 
 /// Starts this test binary as a child process in `role`.
 fn spawn(role: &str, root: &Path, go: &Path, id: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(ROOT, root)
-        .env(GO, go)
-        .env(ID, id)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    let mut cmd = child::command(role);
+    cmd.env(ROOT, root).env(GO, go).env(ID, id);
+    cmd.spawn().unwrap()
 }
 
 /// Waits for a child to exit successfully within `limit` and returns the lines it printed
-/// with our `OUT ` marker (the test harness prints its own lines too).
-fn finish(mut child: Child, limit: Duration) -> Vec<String> {
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("child process did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = reader.join().unwrap();
-    assert!(status.success(), "child process failed; its output:\n{out}");
-    out.lines().filter_map(marked).map(String::from).collect()
-}
-
-/// The text after our `OUT ` marker, which may follow the harness's `test … ` on a line.
-fn marked(line: &str) -> Option<&str> {
-    line.find("OUT ").map(|i| &line[i + 4..])
+/// with [`say`] (the test harness prints its own lines too).
+fn finish(child: Child, limit: Duration) -> Vec<String> {
+    child::said(&child::finish(child, limit))
 }
 
 /// Runs two children in `role` at the same time, released together, and returns their output.
@@ -251,7 +214,7 @@ fn acknowledged_writes_survive_sigkill() {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(i) = marked(&line).and_then(|l| l.strip_prefix("ack ")) {
+                if let Some(i) = child::said_line(&line).and_then(|l| l.strip_prefix("ack ")) {
                     acks.lock().unwrap().push(i.parse::<usize>().unwrap());
                 }
             }
@@ -322,7 +285,7 @@ fn acknowledged_writes_survive_sigkill() {
 /// The entry point of every child process; a no-op in a normal test run.
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some(role) = child::role() else {
         return;
     };
     let root = PathBuf::from(std::env::var(ROOT).unwrap());
@@ -338,12 +301,6 @@ fn child_process_entry() {
         "crash-writer" => rt.block_on(child_crash_writer(&root)),
         other => panic!("unknown role {other}"),
     }
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "OUT {line}").unwrap();
-    out.flush().unwrap();
 }
 
 fn wait_for(go: &Path) {

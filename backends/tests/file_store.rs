@@ -1,76 +1,36 @@
-//! The shared `BlobStore` and job store behaviours (`support/behaviours.rs`) on the file
-//! backend and the memory backend, then checks that only the file backend can pass (files on
-//! disk, damaged files, several handles, named stores).
+//! The file backend beyond the conformance suite (which `conformance.rs` runs on it): files
+//! on disk, damaged files, several handles, named stores; and, on the file and the memory
+//! backend, what the suite holds every backend only to the second.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-#[path = "support/behaviours.rs"]
-mod behaviours;
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use behaviours::Instances;
-use behaviours::helpers::{all_keys, awkward_keys, collect, put, stream_of};
 use blobjobs_backends::{Catalog, FileOptions, FileStore, MemoryStore};
 use blobjobs_store_api::{BlobStore, ErrorKind, ListOptions, SetOptions};
+use blobjobs_test_support::{
+    all_keys, assert_no_temp_files, awkward_keys, collect, files_under, put, stream_of,
+};
 use bytes::Bytes;
 
 fn file_store(dir: &Path) -> FileStore {
     FileStore::open(dir, "test-store", FileOptions::default()).unwrap()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The shared behaviours on both backends
-
-/// Runs a store behaviour on a fresh file store, then checks it left no temporary file.
-async fn on_file(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
+/// Runs `check` on a fresh file store, then checks it left no temporary file.
+async fn on_file(check: impl AsyncFnOnce(&dyn BlobStore)) {
     let dir = tempfile::tempdir().unwrap();
-    behaviour(&file_store(dir.path())).await;
+    check(&file_store(dir.path())).await;
     assert_no_temp_files(dir.path());
 }
 
-/// [`on_file`] without fsync, where an overwrite swaps the old version out instead of
-/// renaming over it.
-async fn on_file_without_fsync(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path(), "test-store", FileOptions { fsync: false }).unwrap();
-    behaviour(&store).await;
-    assert_no_temp_files(dir.path());
+async fn on_memory(check: impl AsyncFnOnce(&dyn BlobStore)) {
+    check(&MemoryStore::new()).await;
 }
-
-async fn on_memory(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
-    behaviour(&MemoryStore::new()).await;
-}
-
-/// Instances are separate `FileStore` handles on one directory, as separate processes open
-/// them (without fsync, which changes nothing the behaviours can see).
-async fn instances_on_file(behaviour: impl AsyncFnOnce(Instances<'_>)) {
-    let dir = tempfile::tempdir().unwrap();
-    let instance = || -> Arc<dyn BlobStore> {
-        let options = FileOptions { fsync: false };
-        Arc::new(FileStore::open(dir.path(), "instances", options).unwrap())
-    };
-    behaviour(&instance).await;
-    assert_no_temp_files(dir.path());
-}
-
-/// Instances are clones of one `MemoryStore`: handles within one process, which share data.
-async fn instances_on_memory(behaviour: impl AsyncFnOnce(Instances<'_>)) {
-    let shared = MemoryStore::new();
-    let instance = || -> Arc<dyn BlobStore> { Arc::new(shared.clone()) };
-    behaviour(&instance).await;
-}
-
-behaviours::store_behaviour_tests!(on_file, on_file);
-behaviours::store_behaviour_tests!(on_file_without_fsync, on_file_without_fsync);
-behaviours::store_behaviour_tests!(on_memory, on_memory);
-behaviours::instance_behaviour_tests!(instances_on_file, instances_on_file);
-behaviours::instance_behaviour_tests!(instances_on_memory, instances_on_memory);
 
 /// Both backends keep the millisecond of the last write, and listings and reads agree on it
-/// exactly (the shared round trip holds every backend only to the second).
+/// exactly (the conformance suite holds every backend only to the second).
 async fn listings_and_reads_agree_on_last_modified(store: &dyn BlobStore) {
     for key in ["t", "t/deeper", &"t".repeat(450)] {
         put(store, key, b"v").await;
@@ -93,31 +53,6 @@ async fn listings_and_reads_agree_on_last_modified_on_memory() {
 
 // ---------------------------------------------------------------------------------------------
 // File backend only
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    out
-}
-
-fn assert_no_temp_files(dir: &Path) {
-    let temps: Vec<PathBuf> = files_under(dir)
-        .into_iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp"))
-        .collect();
-    assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
-}
 
 #[tokio::test]
 async fn file_names_are_encoded_and_stay_inside_the_store() {

@@ -10,8 +10,6 @@
 //! waits on a timer. The wall clock of `X-RateLimit-Reset` is a `ManualClock`.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-mod http_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +18,9 @@ use blobjobs_backends::http::{HttpConfig, RetryPolicy, StoreKind};
 use blobjobs_store_api::{
     Blob, BlobStore, ByteStream, ErrorKind, ManualClock, SetOptions, SetOutcome, Timestamp,
 };
+use blobjobs_test_support::fake_server::{FakeServer, Fault, quick_retry};
 use bytes::Bytes;
 use http::Method;
-use http_support::{FakeServer, Fault, quick_retry};
 use tokio::time::Instant;
 
 /// How many requests with `method` carried data since the last look: every such request in

@@ -13,9 +13,6 @@
 //! missing.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-#[path = "support/interop.rs"]
-mod interop;
-
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,6 +20,7 @@ use blobjobs_backends::http::{ClientOptions, HttpStore, RetryPolicy, StoreKind, 
 use blobjobs_store_api::{
     BlobStore, ByteStream, ErrorKind, ListOptions, Metadata, SetOptions, SetOutcome,
 };
+use blobjobs_test_support::interop;
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};

@@ -3,10 +3,6 @@
 //! and the token's redaction.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
-#[path = "support/helpers.rs"]
-mod helpers;
-mod http_support;
-
 use std::time::Duration;
 
 use blobjobs_backends::http::{
@@ -16,10 +12,12 @@ use blobjobs_store_api::{
     BlobJobStore, BlobStore, ErrorKind, JobStore, ListOptions, Metadata, NewJob, SetOptions,
     SetOutcome,
 };
+use blobjobs_test_support::fake_server::{
+    self as http_support, FakeServer, Fault, SITE, TOKEN, quick_retry,
+};
+use blobjobs_test_support::{awkward_keys, collect, stream_of};
 use bytes::Bytes;
-use helpers::{awkward_keys, collect, stream_of};
 use http::Method;
-use http_support::{FakeServer, Fault, SITE, TOKEN, quick_retry};
 
 #[tokio::test]
 async fn edge_requests_look_like_the_official_clients() {

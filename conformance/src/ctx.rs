@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blobjobs_store_api::{
-    Blob, BlobInfo, BlobJobStore, BlobStore, Condition, Error, ErrorKind, Etag, Job, JobFilter,
-    JobId, JobPage, JobStore, JobStoreConfig, ListOptions, ListPage, ManualClock, NewJob, Result,
-    SetOptions, SetOutcome, Timestamp,
+    Blob, BlobInfo, BlobJobStore, BlobStore, BlobStoreExt as _, ByteStream, Condition, Error,
+    ErrorKind, Etag, Job, JobFilter, JobId, JobPage, JobStore, JobStoreConfig, ListOptions,
+    ListPage, ManualClock, NewJob, Result, SetOptions, SetOutcome, Timestamp,
 };
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use serde_json::Value;
 
 use crate::factory::SharedFactory;
@@ -317,24 +318,100 @@ impl Instance {
         r
     }
 
-    /// Walks every page of a listing and returns the blobs' entries and the directories.
+    /// Walks every page of a listing and returns the blobs' entries and the directories;
+    /// every page shows in the timeline.
     pub(crate) async fn list_all(
         &self,
         options: ListOptions,
     ) -> Result<(Vec<blobjobs_store_api::ListEntry>, Vec<String>), Failure> {
-        let mut blobs = Vec::new();
-        let mut dirs = Vec::new();
-        let mut cursor = None;
-        for _ in 0..10_000 {
-            let page = self.list(options.clone().cursor(cursor)).await?;
-            blobs.extend(page.blobs);
-            dirs.extend(page.directories);
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                return Ok((blobs, dirs));
+        Ok(Recorded(self.clone())
+            .list_all_with_directories(options)
+            .await?)
+    }
+
+    /// Reads `key` as a stream and collects it; the timeline shows the whole read.
+    pub(crate) async fn get_stream(&self, key: &str) -> Result<Option<(BlobInfo, Vec<u8>)>> {
+        let read = async {
+            let Some((info, mut stream)) = self.store.get_stream(key).await? else {
+                return Ok(None);
+            };
+            let mut value = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                value.extend_from_slice(&chunk?);
             }
-        }
-        Err(Failure::new("listing did not end after 10000 pages"))
+            Ok(Some((info, value)))
+        };
+        let r = limited(self.op_timeout, read).await;
+        let shown = match &r {
+            Ok(Some((info, value))) => format!("{} {}", show_value(value), show_etag(&info.etag)),
+            Ok(None) => "not found".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("get-stream {key:?} → {shown}"));
+        r
+    }
+
+    /// Writes `chunks` under `key` as a stream of that many chunks, bounded by `max_size`.
+    pub(crate) async fn set_stream(
+        &self,
+        key: &str,
+        chunks: Vec<Bytes>,
+        max_size: Option<u64>,
+        options: SetOptions,
+    ) -> Result<SetOutcome> {
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        let what = format!(
+            "set-stream {key:?}{} = <{total} bytes in {} chunks>{}",
+            show_condition(&options.condition),
+            chunks.len(),
+            max_size.map(|m| format!(" max {m}")).unwrap_or_default()
+        );
+        let body: ByteStream = Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
+        let r = limited(
+            self.op_timeout,
+            self.store.set_stream(key, body, max_size, options),
+        )
+        .await;
+        let shown = match &r {
+            Ok(SetOutcome::Written { etag }) => format!("written {}", show_etag(etag)),
+            Ok(SetOutcome::ConditionFailed) => "condition failed".to_owned(),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("{what} → {shown}"));
+        r
+    }
+}
+
+/// An instance seen as a `BlobStore` whose listings are recorded page by page, so that the
+/// store's own [`BlobStoreExt`] walk can serve the cases.
+struct Recorded(Instance);
+
+impl fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait]
+impl BlobStore for Recorded {
+    async fn get(&self, key: &str) -> Result<Option<Blob>> {
+        self.0.get(key).await
+    }
+
+    async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
+        self.0.get_metadata(key).await
+    }
+
+    async fn set(&self, key: &str, value: Bytes, options: SetOptions) -> Result<SetOutcome> {
+        self.0.set_with(key, value, options).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.0.delete(key).await
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        self.0.list(options).await
     }
 }
 

@@ -34,3 +34,12 @@ where
 
 /// A shared, type-erased factory, as the runner keeps it.
 pub type SharedFactory = Arc<dyn InstanceFactory>;
+
+/// A shared factory is a factory, so that runners holding one can pass it to
+/// [`crate::run_all`] and friends directly.
+#[async_trait]
+impl InstanceFactory for SharedFactory {
+    async fn instance(&self) -> Result<Arc<dyn BlobStore>> {
+        self.as_ref().instance().await
+    }
+}

@@ -79,9 +79,9 @@ impl Capabilities {
 
 /// How a run is shaped.
 ///
-/// `Options::default()` reads three environment variables, so that a failure printed by one
-/// run can be replayed without editing code: `CONFORMANCE_SEED` (a number), `CONFORMANCE_CASES`
-/// (proptest cases per model case) and `CONFORMANCE_FILTER` (a substring of case names).
+/// `Options::default()` is the same everywhere: it reads no environment variable, so a
+/// variable left in a shell cannot change what a test checks. [`Options::from_env`] starts
+/// from the defaults and applies the replay variables a failure report prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The backend's name in reports (for example `file` or `http+emulator`).
@@ -136,17 +136,23 @@ impl PartialEq for CaseHook {
 
 impl Eq for CaseHook {}
 
+/// The environment variable that fixes the seed (see [`Options::from_env`]).
+pub const SEED_ENV: &str = "CONFORMANCE_SEED";
+/// The environment variable that sets [`Options::cases`] (see [`Options::from_env`]).
+pub const CASES_ENV: &str = "CONFORMANCE_CASES";
+/// The environment variable that sets [`Options::filter`] (see [`Options::from_env`]).
+pub const FILTER_ENV: &str = "CONFORMANCE_FILTER";
+
 impl Default for Options {
+    /// Fixed defaults: 48 generated sequences per model case, up to 20 operations each, a
+    /// fresh seed per run, no filter, 4 instances, 120 s per case and 20 s per operation.
     fn default() -> Self {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Options {
             backend: "store".to_owned(),
-            cases: env("CONFORMANCE_CASES")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(48),
+            cases: 48,
             max_ops: 20,
-            seed: env("CONFORMANCE_SEED").and_then(|v| parse_seed(&v)),
-            filter: env("CONFORMANCE_FILTER"),
+            seed: None,
+            filter: None,
             instances: 4,
             case_timeout: Duration::from_secs(120),
             op_timeout: Duration::from_secs(20),
@@ -156,6 +162,37 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults, then three environment variables, so that a failure printed by one run
+    /// can be replayed without editing code:
+    ///
+    /// - `CONFORMANCE_SEED`: the seed, in decimal or `0x` hexadecimal ([`Options::seed`]);
+    /// - `CONFORMANCE_CASES`: generated sequences per model-based case ([`Options::cases`]);
+    /// - `CONFORMANCE_FILTER`: run only cases whose name contains this text
+    ///   ([`Options::filter`]).
+    ///
+    /// Unset, empty or unparsable variables leave the default in place. Runners call this;
+    /// tests that assert on a whole report should use `Options::default()`, which no shell
+    /// variable can change.
+    pub fn from_env() -> Self {
+        Options::default().with_env_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Options::from_env`] over any source of variables (for tests, and for callers that
+    /// hold the environment elsewhere).
+    pub fn with_env_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(cases) = var(CASES_ENV).and_then(|v| v.trim().parse().ok()) {
+            self.cases = cases;
+        }
+        if let Some(seed) = var(SEED_ENV).and_then(|v| parse_seed(&v)) {
+            self.seed = Some(seed);
+        }
+        if let Some(filter) = var(FILTER_ENV) {
+            self.filter = Some(filter);
+        }
+        self
+    }
+
     /// Sets the backend's name in reports.
     pub fn backend(mut self, name: impl Into<String>) -> Self {
         self.backend = name.into();
@@ -229,6 +266,29 @@ pub fn parse_seed(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_read_no_environment_and_from_env_reads_three_variables() {
+        let vars = |name: &str| match name {
+            "CONFORMANCE_SEED" => Some("0x2a".to_owned()),
+            "CONFORMANCE_CASES" => Some(" 7 ".to_owned()),
+            "CONFORMANCE_FILTER" => Some("claim".to_owned()),
+            _ => None,
+        };
+        let from = Options::default().with_env_vars(vars);
+        assert_eq!(
+            (from.seed, from.cases, from.filter.as_deref()),
+            (Some(42), 7, Some("claim"))
+        );
+        // Empty or unparsable values keep the defaults.
+        let junk = |name: &str| (name != "CONFORMANCE_FILTER").then(|| "junk".to_owned());
+        let kept = Options::default().with_env_vars(junk);
+        assert_eq!(kept, Options::default());
+        let empty = Options::default().with_env_vars(|_| Some(" ".to_owned()));
+        assert_eq!(empty, Options::default());
+        let plain = Options::default();
+        assert_eq!((plain.seed, plain.cases, plain.filter), (None, 48, None));
+    }
 
     #[test]
     fn seeds_parse_in_both_bases() {

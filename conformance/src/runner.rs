@@ -83,7 +83,7 @@ pub(crate) async fn run_cases(
             let body = AssertUnwindSafe((case.run)(ctx.clone())).catch_unwind();
             let replay = || {
                 format!(
-                    "CONFORMANCE_SEED={seed} CONFORMANCE_FILTER={} (or Options::default().seed({seed}).filter(\"{}\"))",
+                    "CONFORMANCE_SEED={seed} CONFORMANCE_FILTER={} (read by Options::from_env), or Options::default().seed({seed}).filter(\"{}\")",
                     case.name, case.name
                 )
             };

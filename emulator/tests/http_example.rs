@@ -4,27 +4,12 @@
 //! runs are the backends crate's own test.)
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-#[path = "../../backends/examples/serverless_jobs.rs"]
-mod serverless_jobs;
-
-#[path = "../../backends/tests/http_support/processes.rs"]
-mod processes;
-
 use blobjobs_backends::Catalog;
+use blobjobs_test_support::example;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const TOKEN: &str = "example-token";
-
-/// The child processes' entry point; in the test run itself it does nothing.
-#[test]
-fn child() {
-    processes::child_main(|args| {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(serverless_jobs::run(args))
-    });
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_carries_the_job_across_processes() {
@@ -36,11 +21,11 @@ async fn emulator_carries_the_job_across_processes() {
         let _ = stopped.await;
     }));
     let run = tokio::task::spawn_blocking(move || {
-        processes::shared_story(&spec, &[("NETLIFY_BLOBS_TOKEN", TOKEN)])
+        example::shared_story(&spec, &[("NETLIFY_BLOBS_TOKEN", TOKEN)])
     })
     .await
     .unwrap();
-    processes::assert_shared_story(&run);
+    example::assert_shared_story(&run);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
@@ -55,7 +40,7 @@ async fn a_wrong_token_is_refused_not_mistaken_for_a_missing_job() {
         let _ = stopped.await;
     }));
     let out = tokio::task::spawn_blocking(move || {
-        processes::run(
+        example::run(
             &["trigger", "--store", &spec],
             &[("NETLIFY_BLOBS_TOKEN", "wrong-token-123")],
             std::time::Duration::from_secs(60),

@@ -1,23 +1,21 @@
-//! `blobjobs_backends::HttpStore` against the emulator served in-process on 127.0.0.1:0: every
-//! `BlobStore` and job store behaviour the file backend has (the shared behaviours of the
-//! backends crate's tests), in edge mode over a file catalog and in API mode over a memory
-//! catalog with tiny server pages; then faults injected by a TCP proxy between the two.
+//! `blobjobs_backends::HttpStore` against the emulator served in-process on 127.0.0.1:0: the
+//! conformance suite, one test per case, in edge mode over a file catalog and in API mode
+//! over a memory catalog with tiny server pages, every instance a new client; then faults
+//! injected by a TCP proxy between the two.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../backends/tests/support/behaviours.rs"]
-mod behaviours;
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use behaviours::Instances;
-use behaviours::helpers::stream_of;
 use blobjobs_backends::http::{
     ClientOptions, Consistency, HttpStore, RetryPolicy, StoreKind, Token,
 };
+use blobjobs_conformance::Backend;
 use blobjobs_store_api::{BlobStore, ErrorKind, SetOptions, SetOutcome};
+use blobjobs_test_support::stream_of;
 use bytes::Bytes;
 use common::{TOKEN, TestServer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -72,39 +70,30 @@ fn open(url: &str, api: bool, name: &str, retry: RetryPolicy) -> HttpStore {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shared behaviours: edge mode over a file catalog, API mode over memory with 3-entry
-// pages. Each instance is a new client.
+// The conformance suite: edge mode over a file catalog, API mode over memory with 3-entry
+// server pages. Each instance is a new client of one emulator that lives as long as the
+// factory.
 
-async fn edge_over_file(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
-    let emu = emulator(true, 1000).await;
-    behaviour(&open(&emu.base, false, "behaviours", retry())).await;
+/// The backend `name`: clients in API mode when `api`, else in edge mode, of `emu`.
+fn clients_of(name: &str, emu: TestServer, api: bool) -> Backend {
+    let emu = Arc::new(emu);
+    let factory = move || {
+        let store = open(&emu.base, api, "conformance", retry());
+        std::future::ready(Ok(Arc::new(store) as Arc<dyn BlobStore>))
+    };
+    Backend::new(name, factory)
 }
 
-async fn api_over_memory_small_pages(behaviour: impl AsyncFnOnce(&dyn BlobStore)) {
-    let emu = emulator(false, 3).await;
-    behaviour(&open(&emu.base, true, "behaviours", retry())).await;
+async fn edge_over_file() -> Backend {
+    clients_of("http-edge+file", emulator(true, 1000).await, false)
 }
 
-async fn instances_edge(behaviour: impl AsyncFnOnce(Instances<'_>)) {
-    let emu = emulator(true, 1000).await;
-    let instance =
-        || -> Arc<dyn BlobStore> { Arc::new(open(&emu.base, false, "instances", retry())) };
-    behaviour(&instance).await;
+async fn api_over_memory_small_pages() -> Backend {
+    clients_of("http-api+memory", emulator(false, 3).await, true)
 }
 
-async fn instances_api(behaviour: impl AsyncFnOnce(Instances<'_>)) {
-    let emu = emulator(false, 3).await;
-    let instance =
-        || -> Arc<dyn BlobStore> { Arc::new(open(&emu.base, true, "instances", retry())) };
-    behaviour(&instance).await;
-}
-
-// Not run here: the file and memory backends' exact (millisecond) agreement of listings and
-// reads on `last_modified`, because a read over HTTP has only `Last-Modified`, in seconds.
-behaviours::store_behaviour_tests!(edge_over_file, edge_over_file);
-behaviours::store_behaviour_tests!(api_over_memory_small_pages, api_over_memory_small_pages);
-behaviours::instance_behaviour_tests!(instances_edge, instances_edge);
-behaviours::instance_behaviour_tests!(instances_api, instances_api);
+blobjobs_conformance::tests!(edge_over_file, edge_over_file());
+blobjobs_conformance::tests!(api_over_memory_small_pages, api_over_memory_small_pages());
 
 #[tokio::test]
 async fn wrong_tokens_are_unauthorized() {

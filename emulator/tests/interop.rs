@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "../../backends/tests/support/interop.rs"]
-mod interop;
 
 use blobjobs_emulator::BlobsContext;
+use blobjobs_test_support::interop;
 use common::TOKEN;
 use tokio::process::Command;
 

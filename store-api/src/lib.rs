@@ -7,6 +7,7 @@
 pub mod blob;
 pub mod clock;
 pub mod error;
+mod ext;
 pub mod job;
 pub mod jobs;
 pub mod list;
@@ -19,6 +20,7 @@ pub use blob::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
+pub use ext::BlobStoreExt;
 pub use job::{Job, JobId, JobStatus, Lease, NewJob, Progress};
 pub use jobs::{BlobJobStore, JobFilter, JobPage, JobStore, JobStoreConfig};
 pub use validate::{validate_key, validate_metadata, validate_store_name};

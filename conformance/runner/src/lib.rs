@@ -106,7 +106,7 @@ pub fn fresh_seed() -> u64 {
 
 /// Runs every case that `options.filter` selects, calling `on_case` on the caller's task as
 /// each one finishes (through [`Options::on_case`]), and returns the report of
-/// [`blobjobs_conformance::run_shared`].
+/// [`blobjobs_conformance::run_all`].
 ///
 /// The run's seed is fixed up front (a fresh one unless `options.seed` is set), and each
 /// case's randomness derives from that seed and the case's name only, so the printed replay
@@ -131,7 +131,7 @@ pub async fn run_with_progress(
         });
     };
     let backend = options.backend.clone();
-    let run = blobjobs_conformance::run_shared(factory, capabilities, options);
+    let run = blobjobs_conformance::run_all(factory, capabilities, options);
     tokio::pin!(run);
     let report = loop {
         tokio::select! {

@@ -214,7 +214,8 @@ fn grade(args: Grade) -> Result<bool> {
         .backend
         .clone()
         .unwrap_or_else(|| backend_label(&args.url, args.processes));
-    let mut options = Options::default()
+    // The flags (which clap also fills from the same variables) win over the environment.
+    let mut options = Options::from_env()
         .backend(backend)
         .instances(args.instances)
         .case_timeout(Duration::from_secs(args.case_timeout))

@@ -1,6 +1,6 @@
 //! Reading and writing one key: byte-exact values, metadata, deletes.
 
-use blobjobs_store_api::{Metadata, SetOptions};
+use blobjobs_store_api::{ErrorKind, ListOptions, Metadata, SetOptions, SetOutcome};
 use serde_json::json;
 
 use crate::case::{Case, case, ensure, ensure_eq};
@@ -16,14 +16,30 @@ pub(crate) fn cases() -> Vec<Case> {
             SingleInstance,
             LargeValues
         ),
+        case!(
+            "blob_rw",
+            reads_and_listings_agree_on_every_field,
+            SingleInstance
+        ),
         case!("blob_rw", missing_key_reads_as_not_found, SingleInstance),
         case!("blob_rw", overwrite_replaces_the_value, SingleInstance),
         case!("blob_rw", delete_removes_the_key, SingleInstance),
         case!("blob_rw", deleting_a_missing_key_is_fine, SingleInstance),
+        case!(
+            "blob_rw",
+            deleting_long_and_nested_keys_leaves_no_trace,
+            SingleInstance
+        ),
         case!("blob_rw", metadata_round_trips, SingleInstance, Metadata),
         case!(
             "blob_rw",
             overwrite_replaces_the_metadata,
+            SingleInstance,
+            Metadata
+        ),
+        case!(
+            "blob_rw",
+            oversized_metadata_is_rejected_and_writes_nothing,
             SingleInstance,
             Metadata
         ),
@@ -109,6 +125,59 @@ async fn large_value_round_trips(ctx: Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The size of the multi-MiB value the round-trip cases write, or `None` when the backend
+/// claims less than 1 MiB.
+fn multi_mib(ctx: &Ctx, wanted: u64) -> Option<usize> {
+    let len = ctx.caps().max_value_bytes.min(wanted);
+    (len >= 1024 * 1024).then_some(len as usize)
+}
+
+/// `get`, `get_metadata` and a listing describe one write the same way: `get_metadata` is
+/// `get` without the value, and the listing agrees on the ETag, the size and, to the second,
+/// the time of the write (a read over HTTP carries `Last-Modified`, which has no finer unit).
+async fn reads_and_listings_agree_on_every_field(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    let mut values = vec![("small", b"hello".to_vec()), ("empty", Vec::new())];
+    if let Some(len) = multi_mib(&ctx, 3 * 1024 * 1024 + 17) {
+        values.push(("big", (0..len).map(|i| (i % 251) as u8).collect()));
+    }
+    for (key, value) in values {
+        let etag = s.put(key, value.clone()).await?;
+        let blob = s
+            .get(key)
+            .await?
+            .ok_or_else(|| Failure::new(format!("{key:?} not found right after set")))?;
+        ensure!(
+            blob.value.as_ref() == value.as_slice(),
+            "{key:?}: value differs after a round trip"
+        );
+        ensure_eq!(blob.info.etag, etag, "{key:?}: etag from get versus set");
+        ensure_eq!(blob.info.size, value.len() as u64, "{key:?}: size from get");
+        let info = s
+            .get_metadata(key)
+            .await?
+            .ok_or_else(|| Failure::new(format!("{key:?}: get-metadata found nothing")))?;
+        ensure_eq!(info, blob.info, "{key:?}: get-metadata versus get");
+        let (entries, _) = s.list_all(ListOptions::new().prefix(key)).await?;
+        let entry = entries
+            .iter()
+            .find(|e| e.key == key)
+            .ok_or_else(|| Failure::new(format!("{key:?} missing from the listing")))?;
+        ensure_eq!(entry.etag, etag, "{key:?}: etag from the listing");
+        ensure_eq!(
+            entry.size,
+            value.len() as u64,
+            "{key:?}: size from the listing"
+        );
+        ensure_eq!(
+            entry.last_modified.as_millis() / 1000,
+            info.last_modified.as_millis() / 1000,
+            "{key:?}: second of the last write, listing versus get-metadata"
+        );
+    }
+    Ok(())
+}
+
 async fn missing_key_reads_as_not_found(ctx: Ctx) -> Result<(), Failure> {
     let s = ctx.instance().await?;
     ensure!(
@@ -180,6 +249,41 @@ async fn deleting_a_missing_key_is_fine(ctx: Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Deleting keys that never existed, however deep, is fine; deleting a long key under a
+/// directory removes it from reads and listings, and the key can be written again after
+/// (a backend that tidies empty directories away must not break it).
+async fn deleting_long_and_nested_keys_leaves_no_trace(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    s.delete("deep/never/there").await?;
+    let long = format!("{}/leaf", "p".repeat(ctx.max_key_bytes().min(455) - 5));
+    s.put("d", "x").await?;
+    s.put(&long, "y").await?;
+    s.delete("d").await?;
+    s.delete(&long).await?;
+    s.delete("d").await?;
+    ensure!(s.get("d").await?.is_none(), "a deleted key still reads");
+    ensure!(
+        s.get_metadata(&long).await?.is_none(),
+        "a deleted long key still has metadata"
+    );
+    let (entries, _) = s.list_all(ListOptions::new()).await?;
+    let listed: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    ensure!(
+        listed.is_empty(),
+        "deleted keys are still listed: {listed:?}"
+    );
+    s.put(&long, "z").await?;
+    let blob = s.get(&long).await?.ok_or_else(|| {
+        Failure::new("a long key written again after its delete reads as not found")
+    })?;
+    ensure_eq!(
+        blob.value.as_ref(),
+        b"z".as_slice(),
+        "value of a long key written again"
+    );
+    Ok(())
+}
+
 fn sample_metadata() -> Metadata {
     Metadata::from_map(
         json!({
@@ -247,5 +351,44 @@ async fn overwrite_replaces_the_metadata(ctx: Ctx) -> Result<(), Failure> {
         info.metadata.is_empty(),
         "metadata survived an overwrite without metadata"
     );
+    Ok(())
+}
+
+/// Metadata over the protocol's limit is refused as invalid input, and the refused write
+/// leaves the previous value and metadata in place.
+async fn oversized_metadata_is_rejected_and_writes_nothing(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    let meta = Metadata::from_pairs([("colour", "grün"), ("n", "1")]);
+    let etag = match s
+        .set_with("m", "v1", SetOptions::new().metadata(meta.clone()))
+        .await?
+    {
+        SetOutcome::Written { etag } => etag,
+        SetOutcome::ConditionFailed => {
+            return Err(Failure::new(
+                "an unconditional set reported a failed condition",
+            ));
+        }
+    };
+    let too_big = Metadata::from_pairs([("k", "x".repeat(2000))]);
+    let refused = s
+        .set_with("m", "v2", SetOptions::new().metadata(too_big))
+        .await;
+    ensure_eq!(
+        refused.err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput),
+        "kind of the error of a set with 2000 bytes of metadata"
+    );
+    let blob = s
+        .get("m")
+        .await?
+        .ok_or_else(|| Failure::new("a refused write removed the key"))?;
+    ensure_eq!(
+        blob.value.as_ref(),
+        b"v1".as_slice(),
+        "value after a refused write"
+    );
+    ensure_eq!(blob.info.metadata, meta, "metadata after a refused write");
+    ensure_eq!(blob.info.etag, etag, "etag after a refused write");
     Ok(())
 }

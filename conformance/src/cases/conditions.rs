@@ -12,6 +12,11 @@ pub(crate) fn cases() -> Vec<Case> {
         case!("conditions", etag_changes_on_every_write, SingleInstance),
         case!(
             "conditions",
+            etag_changes_when_the_same_content_is_written_again,
+            SingleInstance
+        ),
+        case!(
+            "conditions",
             etag_agrees_between_set_get_metadata_and_list,
             SingleInstance
         ),
@@ -57,6 +62,26 @@ async fn etag_changes_on_every_write(ctx: Ctx) -> Result<(), Failure> {
         !seen.contains(&etag),
         "a write after delete reused etag {etag}"
     );
+    Ok(())
+}
+
+/// An ETag names a write, not a content: rewriting identical bytes must still give a new
+/// one, or a compare-and-swap that read the first write could succeed against the second.
+async fn etag_changes_when_the_same_content_is_written_again(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    let mut seen: HashSet<Etag> = HashSet::new();
+    for i in 0..5 {
+        let etag = s.put("same", "same content").await?;
+        ensure!(
+            seen.insert(etag.clone()),
+            "rewrite {i} of identical content returned etag {etag} again"
+        );
+        let read = s
+            .get_metadata("same")
+            .await?
+            .ok_or_else(|| Failure::new("a rewritten key reads as not found"))?;
+        ensure_eq!(read.etag, etag, "etag read back after rewrite {i}");
+    }
     Ok(())
 }
 

@@ -404,7 +404,13 @@ async fn job_listing_filters_by_status_and_kind(ctx: Ctx) -> Result<(), Failure>
     let names = |page: blobjobs_store_api::JobPage| -> Vec<String> {
         page.jobs.into_iter().map(|j| j.id.to_string()).collect()
     };
-    let all = names(jobs.list(JobFilter::default()).await?);
+    let listed = jobs.list(JobFilter::default()).await?;
+    // A listing carries each job whole and current, as `get` reads it.
+    for job in &listed.jobs {
+        let read = must_get(&jobs, &job.id, "instance 0").await?;
+        ensure_eq!(job, &read, "job {} as listed versus as read", job.id);
+    }
+    let all = names(listed);
     ensure_eq!(all, vec!["l1", "l2", "l3"], "all jobs");
     let pending = names(
         jobs.list(JobFilter {

@@ -2,6 +2,8 @@
 //! directories mode.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use blobjobs_store_api::ListOptions;
 
@@ -27,6 +29,27 @@ pub(crate) fn cases() -> Vec<Case> {
             "listing",
             listing_reflects_writes_and_deletes,
             SingleInstance
+        ),
+        case!(
+            "listing",
+            a_full_last_page_has_no_next_cursor,
+            SingleInstance,
+            PageSize
+        ),
+        case!(
+            "listing",
+            malformed_cursors_and_page_sizes_are_invalid_input,
+            SingleInstance
+        ),
+        case!(
+            "listing",
+            paginated_walk_is_stable_under_concurrent_writes,
+            SingleInstance
+        ),
+        case!(
+            "listing",
+            paginated_walk_is_stable_under_concurrent_writes_across_instances,
+            CrossInstance
         ),
     ]
 }
@@ -193,4 +216,168 @@ async fn listing_reflects_writes_and_deletes(ctx: Ctx) -> Result<(), Failure> {
         "listing after a delete and a write"
     );
     Ok(())
+}
+
+/// When the last page is exactly full, it says so: no cursor to an empty trailing page.
+async fn a_full_last_page_has_no_next_cursor(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    for i in 0..8 {
+        s.put(&format!("full/{i}"), "x").await?;
+    }
+    for (prefix, pages) in [("full/", 2), ("full/", 1)] {
+        let size = 8 / pages;
+        let mut cursor = None;
+        for page_no in 0..pages {
+            let page = s
+                .list(
+                    ListOptions::new()
+                        .prefix(prefix)
+                        .page_size(size)
+                        .cursor(cursor),
+                )
+                .await?;
+            ensure_eq!(
+                page.blobs.len(),
+                size,
+                "entries on page {page_no} of 8 keys in pages of {size}"
+            );
+            cursor = page.next_cursor;
+            let last = page_no + 1 == pages;
+            ensure_eq!(
+                cursor.is_none(),
+                last,
+                "whether page {page_no} of 8 keys in pages of {size} is the last"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn malformed_cursors_and_page_sizes_are_invalid_input(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    s.put("k", "x").await?;
+    let bad_cursor = s.list(ListOptions::new().cursor(Some("***".into()))).await;
+    ensure_eq!(
+        bad_cursor.err().map(|e| e.kind()),
+        Some(blobjobs_store_api::ErrorKind::InvalidInput),
+        "kind of the error of a listing with the cursor \"***\""
+    );
+    let zero = s.list(ListOptions::new().page_size(0)).await;
+    ensure_eq!(
+        zero.err().map(|e| e.kind()),
+        Some(blobjobs_store_api::ErrorKind::InvalidInput),
+        "kind of the error of a listing with page size 0"
+    );
+    Ok(())
+}
+
+/// Keys that exist throughout a paginated walk appear exactly once and in order, however
+/// two writers overwrite them and create and delete keys around them meanwhile. With
+/// `cross`, the writers are instances of their own, and once they stop the walker must read
+/// the last value each of them wrote.
+async fn walk_under_writes(ctx: Ctx, cross: bool) -> Result<(), Failure> {
+    let walker = ctx.instance().await?;
+    let stable: Vec<String> = (0..120).map(|i| format!("k{i:03}")).collect();
+    for k in &stable {
+        walker.put(k, "s").await?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    let mut started = Vec::new();
+    for w in 0..2usize {
+        let (wrote, first_write) = tokio::sync::oneshot::channel::<()>();
+        started.push(first_write);
+        let mut wrote = Some(wrote);
+        let store = if cross {
+            ctx.instance().await?
+        } else {
+            walker.clone()
+        };
+        let stop = stop.clone();
+        let stable = stable.clone();
+        writers.push(tokio::spawn(async move {
+            let mut last = None;
+            let mut i = 0usize;
+            // Every writer writes at least once, whenever the walks end; the bound keeps it
+            // finite even if they never do.
+            while i == 0 || (!stop.load(Ordering::Relaxed) && i < 5_000) {
+                // Overwrite a stable key, then create and delete a key right after it.
+                // Each writer has its own half of the keys, so its last write stays last.
+                let key = &stable[(i * 7) % (stable.len() / 2) * 2 + w];
+                let value = format!("w{w}-{i}");
+                store.put(key, value.clone()).await?;
+                last = Some((key.clone(), value));
+                let churn = format!("{key}-{w}");
+                store.put(&churn, "c").await?;
+                store.delete(&churn).await?;
+                if let Some(wrote) = wrote.take() {
+                    let _ = wrote.send(());
+                }
+                i += 1;
+            }
+            Ok::<_, Failure>(last)
+        }));
+    }
+    // The walks start once both writers are under way (or have failed, which ends the case
+    // below).
+    for first_write in started {
+        let _ = first_write.await;
+    }
+    let mut options = ListOptions::new();
+    if ctx.caps().page_size {
+        options = options.page_size(7);
+    }
+    let mut walked = Ok(());
+    for walk in 0..3 {
+        let (entries, _) = match walker.list_all(options.clone()).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                walked = Err(e);
+                break;
+            }
+        };
+        let seen: Vec<&str> = entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .filter(|k| !k.contains('-'))
+            .collect();
+        if seen != stable {
+            walked = Err(Failure::new(format!(
+                "walk {walk} saw {} of the {} keys that existed throughout (missed, repeated or out of order); it saw {seen:?}",
+                seen.len(),
+                stable.len()
+            )));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut last_writes = Vec::new();
+    for writer in writers {
+        let last = writer
+            .await
+            .map_err(|e| Failure::new(format!("a writer task failed: {e}")))??;
+        last_writes.extend(last);
+    }
+    walked?;
+    if cross {
+        for (key, value) in last_writes {
+            let blob = walker.get(&key).await?;
+            let read = blob.map(|b| String::from_utf8_lossy(&b.value).into_owned());
+            ensure!(
+                read.as_deref() == Some(value.as_str()),
+                "a writer instance last wrote {value:?} to {key:?}; the walking instance reads {read:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn paginated_walk_is_stable_under_concurrent_writes(ctx: Ctx) -> Result<(), Failure> {
+    walk_under_writes(ctx, false).await
+}
+
+async fn paginated_walk_is_stable_under_concurrent_writes_across_instances(
+    ctx: Ctx,
+) -> Result<(), Failure> {
+    walk_under_writes(ctx, true).await
 }

@@ -11,6 +11,7 @@ pub(crate) mod jobs_concurrency;
 pub(crate) mod jobs_model;
 pub(crate) mod keys;
 pub(crate) mod listing;
+pub(crate) mod streams;
 
 use crate::case::Case;
 
@@ -20,6 +21,7 @@ pub(crate) fn blob() -> Vec<Case> {
     all.extend(conditions::cases());
     all.extend(listing::cases());
     all.extend(keys::cases());
+    all.extend(streams::cases());
     all.extend(cross_instance::cases());
     all.extend(concurrency::cases());
     all.extend(blob_model::cases());

@@ -1,8 +1,6 @@
 //! Setup shared by the interop tests that run the official `@netlify/blobs` package (pinned
 //! in `interop/package.json`) under `node`: finding `node` and `npm`, installing the packages
 //! once, and running a command to success within a time limit.
-//!
-//! Included by path from the backends crate's and the emulator's tests.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,8 +14,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(180);
 
 /// The workspace's `interop` folder, where the npm packages are installed.
 pub fn interop_dir() -> PathBuf {
-    // Both including crates sit one level below the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop")
+    crate::workspace_root().join("interop")
 }
 
 async fn available(program: &str) -> bool {

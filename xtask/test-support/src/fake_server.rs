@@ -1,11 +1,10 @@
-//! A scriptable stand-in for a Netlify Blobs server, for wire and fault tests of `HttpStore`.
+//! A scriptable stand-in for a Netlify Blobs server, for wire and fault tests of `HttpStore`
+//! (the backends crate's `http_wire.rs` and `http_faults.rs`).
 //!
 //! It speaks just enough of the protocol (edge paths, API paths with signed URLs, listings
 //! with `next_cursor`) over the memory catalog, records every request, and injects faults on
 //! request: error statuses, dropped connections (before or after applying a write) and slow
 //! answers.
-
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,21 +27,28 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+/// The bearer token the server accepts.
 pub const TOKEN: &str = "fake-secret-token-42";
+/// The site every client of the server uses.
 pub const SITE: &str = "site-1";
+/// The signature of every signed URL the server hands out.
 pub const SIGNATURE: &str = "sig0123";
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The method.
     pub method: Method,
     /// Path and query, exactly as sent.
     pub target: String,
+    /// The headers.
     pub headers: HeaderMap,
+    /// The whole body.
     pub body: Bytes,
 }
 
 impl Seen {
+    /// The value of header `name`, if present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -94,10 +100,12 @@ impl Drop for FakeServer {
 }
 
 impl FakeServer {
+    /// A server on 127.0.0.1:0 with listing pages of up to 1000 entries.
     pub async fn start() -> FakeServer {
         FakeServer::with_page_size(1000).await
     }
 
+    /// A server on 127.0.0.1:0 with listing pages of up to `page_size` entries.
     pub async fn with_page_size(page_size: usize) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -129,6 +137,7 @@ impl FakeServer {
         FakeServer { state, task }
     }
 
+    /// The server's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.state.addr)
     }
@@ -161,6 +170,7 @@ impl FakeServer {
         }
     }
 
+    /// How many injected faults have not struck yet.
     pub fn faults_left(&self) -> usize {
         self.state.rules.lock().unwrap().len()
     }
@@ -202,6 +212,7 @@ impl FakeServer {
         }
     }
 
+    /// A client of store `name` in edge mode.
     pub fn edge_store(&self, name: &str, retry: RetryPolicy) -> HttpStore {
         HttpStore::open(
             &self.edge_options(retry),
@@ -211,6 +222,7 @@ impl FakeServer {
         .unwrap()
     }
 
+    /// A client of store `name` in API mode.
     pub fn api_store(&self, name: &str, retry: RetryPolicy) -> HttpStore {
         HttpStore::open(
             &self.api_options(retry),
@@ -229,6 +241,7 @@ impl FakeServer {
         }
     }
 
+    /// An edge-mode configuration of store `name` on this server.
     pub fn config(&self, name: &str) -> HttpConfig {
         HttpConfig::edge(self.url(), SITE, Token::new(TOKEN), name).unwrap()
     }

@@ -1,0 +1,31 @@
+//! Helpers shared by the workspace's tests and benchmarks, kept once instead of included by
+//! path into several test binaries: small `BlobStore` helpers, a harness that re-runs the
+//! current test binary as a child process, the `serverless_jobs` example run as separate
+//! processes, the setup of the interop tests with the official npm client, a recording and
+//! fault-injecting stand-in for a Netlify Blobs server and, with the `bench` feature, the
+//! benchmark bodies that several benches share.
+//!
+//! It is project tooling (`publish = false`) and only ever a dev-dependency. Its helpers
+//! panic on failure, as tests do.
+
+#![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
+
+#[cfg(feature = "bench")]
+pub mod bench;
+pub mod child;
+pub mod example;
+pub mod fake_server;
+pub mod interop;
+mod store;
+
+use std::path::PathBuf;
+
+pub use store::{
+    all_keys, assert_no_temp_files, awkward_keys, collect, files_under, put, stream_of,
+};
+
+/// The workspace's top folder (this crate sits two levels below it, in `xtask/test-support`).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
