@@ -53,10 +53,9 @@ fn parse_seed(text: &str) -> Result<u64, String> {
 pub fn run(root: &Path, args: Args) -> Result<()> {
     let started = Instant::now();
 
-    // The library's defaults, which read CONFORMANCE_CASES, CONFORMANCE_SEED and
-    // CONFORMANCE_FILTER; the flags win over them. (Once `Options::default()` stops reading
-    // the environment, this becomes `Options::from_env()`.)
-    let mut options = Options::default();
+    // CONFORMANCE_CASES, CONFORMANCE_SEED and CONFORMANCE_FILTER replay a run, as the report
+    // suggests; the flags win over them.
+    let mut options = Options::from_env();
     if let Some(cases) = args.cases {
         options.cases = cases;
     }

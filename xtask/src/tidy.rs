@@ -22,6 +22,7 @@ pub fn run(root: &Path) -> Result<()> {
         let rel = rel.display().to_string();
         check_module_doc(&rel, &text, &mut problems);
         check_no_machine_paths(&rel, &text, &mut problems);
+        check_no_path_includes(&rel, &text, &mut problems);
     }
     for doc in ["README.md", "ARCHITECTURE.md"] {
         let path = root.join(doc);
@@ -90,6 +91,23 @@ fn check_no_machine_paths(rel: &str, text: &str, problems: &mut Vec<String>) {
         let needle = format!("/{dir}/");
         if text.contains(&needle) {
             problems.push(format!("{rel}: contains a machine path ({needle}…)"));
+        }
+    }
+}
+
+/// No `#[path]` attribute reaches into a parent folder: code shared between crates is a
+/// crate (`xtask/test-support` for tests), not a file included by path, which hides the
+/// dependency from cargo and breaks `cargo package`.
+fn check_no_path_includes(rel: &str, text: &str, problems: &mut Vec<String>) {
+    // Built at run time so that this file does not match itself.
+    let attribute = format!("#[{}", "path");
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.starts_with(&attribute) && line.contains("..") {
+            problems.push(format!(
+                "{rel}:{}: includes a file from a parent folder by `#[path]`; share it through a crate",
+                n + 1
+            ));
         }
     }
 }
@@ -403,6 +421,18 @@ mod tests {
             p,
             ["A.md:1: `a/{b,{c}}.rs`: nested braces are not supported; write the paths out"]
         );
+    }
+
+    #[test]
+    fn path_includes_from_parent_folders_are_refused() {
+        let mut problems = Vec::new();
+        let escape = format!("#[{} = \"../../other/src/x.rs\"]\nmod x;\n", "path");
+        check_no_path_includes("a.rs", &escape, &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("a.rs:1:"), "{problems:?}");
+        let local = format!("#[{} = \"support/x.rs\"]\nmod x;\n", "path");
+        check_no_path_includes("b.rs", &local, &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]
