@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use blobjobs_store_api::{BlobStore, Error, ErrorKind, ListOptions, Result};
+use blobjobs_store_api::{BlobStore, BlobStoreExt as _, Error, ErrorKind, ListOptions, Result};
 
 use crate::file::{FileOptions, FileStore, MAX_FILE_STORE_NAME_BYTES, check_store_name};
 use crate::memory::MemoryStore;
@@ -137,16 +137,7 @@ impl Catalog {
                 let Some(store) = removed else {
                     return Ok(0);
                 };
-                let mut count = 0;
-                let mut cursor = None;
-                loop {
-                    let page = store.list(ListOptions::new().cursor(cursor)).await?;
-                    count += page.blobs.len() as u64;
-                    cursor = page.next_cursor;
-                    if cursor.is_none() {
-                        return Ok(count);
-                    }
-                }
+                Ok(store.list_all(ListOptions::new()).await?.len() as u64)
             }
             // The catalog's own handle: it carries the catalog's settings (`--no-fsync`
             // included), and its listing cache follows the delete.

@@ -14,7 +14,7 @@ use blobjobs_backends::http::{ClientOptions, Consistency, HttpStore, StoreKind, 
 use blobjobs_emulator::config::{DEFAULT_MAX_BLOB_SIZE, DEFAULT_PORT, DEFAULT_SITE_ID};
 use blobjobs_emulator::{BlobsContext, Config};
 use blobjobs_store_api::{
-    BlobStore as _, ByteStream, ListOptions, Metadata, SetOptions, SetOutcome,
+    BlobStore as _, BlobStoreExt as _, ByteStream, ListOptions, Metadata, SetOptions, SetOutcome,
 };
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
@@ -449,22 +449,10 @@ fn reader_stream(reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> 
 
 async fn list(args: ListArgs) -> Result<()> {
     let store = args.client.store()?;
-    let mut blobs = Vec::new();
-    let mut directories = Vec::new();
-    let mut cursor = None;
-    loop {
-        let options = ListOptions::new()
-            .prefix(args.prefix.clone())
-            .directories(args.directories)
-            .cursor(cursor);
-        let page = store.list(options).await?;
-        blobs.extend(page.blobs);
-        directories.extend(page.directories);
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let options = ListOptions::new()
+        .prefix(args.prefix.clone())
+        .directories(args.directories);
+    let (blobs, directories) = store.list_all_with_directories(options).await?;
     if args.json {
         let blobs: Vec<serde_json::Value> = blobs
             .iter()
