@@ -25,7 +25,7 @@ struct Cli {
 /// The tasks.
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Format check, clippy with -D warnings, tidy, and the whole test suite
+    /// Format check, clippy with -D warnings, tidy, the whole test suite, and cargo package
     Ci,
     /// The conformance suite against every backend, emulator in-process; matrix and reports
     /// in target/conformance/
@@ -114,6 +114,21 @@ fn ci() -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run("cargo test --workspace", test)?;
+
+    // Every publishable package must package and build on its own, as crates.io would see
+    // it (cargo packages the workspace together, so unpublished siblings resolve locally).
+    let mut package = cargo();
+    package.args([
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "blobjobs-test-support",
+        "--allow-dirty",
+        "--quiet",
+    ]);
+    run("cargo package", package)?;
 
     eprintln!("ci passed in {:.0?}", started.elapsed());
     Ok(())
