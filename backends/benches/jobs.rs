@@ -10,7 +10,6 @@
 //! HTTP bench.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use blobjobs_backends::{FileOptions, FileStore, MemoryStore};
 use blobjobs_store_api::BlobStore;
@@ -39,16 +38,9 @@ fn jobs(c: &mut Criterion) {
     bench_job_ops(c, &rt, "file_durable", open("jobs-durable", true));
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(15)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = blobjobs_test_support::bench::criterion_config();
     targets = jobs
 }
 criterion_main!(benches);

@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use blobjobs_backends::{FileOptions, FileStore, MemoryStore};
 use blobjobs_store_api::{BlobStore, SetOptions};
@@ -117,13 +117,6 @@ fn stores(c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(15)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
 /// Alternates one raw durable write and one durable `set`, `PAIRS` times, and prints the
 /// medians and the throughput ratio of `set` to the raw loop.
 fn paired_set_versus_raw() {
@@ -187,7 +180,7 @@ fn paired_set_versus_raw() {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = blobjobs_test_support::bench::criterion_config();
     targets = stores
 }
 

@@ -9,7 +9,6 @@
 //! Medians are in `target/criterion/http_emulator/<bench>/new/estimates.json`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use blobjobs_backends::http::{HttpConfig, Token};
 use blobjobs_backends::{Catalog, HttpStore};
@@ -81,16 +80,9 @@ fn http_backend(c: &mut Criterion) {
     });
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(15)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = blobjobs_test_support::bench::criterion_config();
     targets = http_backend
 }
 criterion_main!(benches);

@@ -31,6 +31,15 @@ pub const LIST_KEYS_LARGE: usize = 10_000;
 /// Concurrent writers that fill the listed stores.
 const FILL_TASKS: usize = 16;
 
+/// The criterion settings of every benchmark here: short enough for `cargo xtask bench` to
+/// run all groups in minutes, with enough samples for a stable median.
+pub fn criterion_config() -> Criterion {
+    Criterion::default()
+        .sample_size(15)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+}
+
 /// The value of the point benchmarks: [`VALUE_BYTES`] bytes.
 pub fn value() -> Bytes {
     Bytes::from(vec![0x5a; VALUE_BYTES])
