@@ -59,12 +59,38 @@ pub struct CaseInfo {
 }
 
 impl Case {
+    /// Whether the case grades the job layer (its area is one of the `jobs*` files), so
+    /// that it runs against a job store alone too.
+    pub(crate) fn is_job(&self) -> bool {
+        self.area.starts_with("jobs")
+    }
+
     pub(crate) fn info(&self) -> CaseInfo {
         CaseInfo {
             name: self.name,
             area: self.area,
             scope: self.scope,
         }
+    }
+}
+
+/// Expects `r` to be an error of `kind`; `what` says which call it was.
+pub(crate) fn expect_kind<T: crate::show::Show>(
+    r: blobjobs_store_api::Result<T>,
+    kind: blobjobs_store_api::ErrorKind,
+    what: &str,
+) -> Result<(), Failure> {
+    match r {
+        Err(e) if e.kind() == kind => Ok(()),
+        Err(e) => Err(Failure::new(format!(
+            "{what}: expected error {kind}, got error {} ({})",
+            e.kind(),
+            e.message()
+        ))),
+        Ok(v) => Err(Failure::new(format!(
+            "{what}: expected error {kind}, got success: {}",
+            v.show()
+        ))),
     }
 }
 
@@ -97,10 +123,10 @@ macro_rules! ensure_eq {
             (l, r) => {
                 if l != r {
                     return Err($crate::ctx::Failure::new(format!(
-                        "{}: got {:?}, expected {:?}",
+                        "{}: got {}, expected {}",
                         format!($($fmt)+),
-                        l,
-                        r
+                        $crate::show::Show::show(l),
+                        $crate::show::Show::show(r)
                     )));
                 }
             }

@@ -71,15 +71,22 @@
 
 mod case;
 mod cases;
+pub mod causes;
 mod ctx;
 mod factory;
 pub mod history;
 pub mod model;
 mod options;
+mod probe;
+pub mod promises;
+mod race;
 pub mod remote;
 pub mod report;
 mod runner;
 mod seed;
+mod settle;
+mod shapes;
+mod show;
 mod stamp;
 pub mod wire;
 
@@ -87,10 +94,17 @@ use std::sync::Arc;
 
 pub use case::CaseInfo;
 pub use cases::keys::awkward_keys;
-pub use factory::{InstanceFactory, SharedFactory};
-pub use options::{CASES_ENV, Capabilities, CaseHook, FILTER_ENV, Options, SEED_ENV, parse_seed};
+pub use factory::{
+    BlobJobFactory, InstanceFactory, JobEnv, JobStoreFactory, SharedFactory, SharedJobFactory,
+};
+pub use options::{
+    CASES_ENV, Capabilities, CaseHook, DEFAULT_SETTLE, FILTER_ENV, Options, SEED_ENV, parse_seed,
+};
+pub use promises::{Promise, promises};
 pub use report::{CaseReport, Progress, Report, Scope, Verdict, junit, markdown_matrix};
 pub use stamp::Backend;
+
+use crate::ctx::Target;
 
 /// What the macros of this crate expand to; not a stable API.
 #[doc(hidden)]
@@ -98,7 +112,17 @@ pub mod __private {
     pub use crate::stamp::run_stamped;
 }
 
-/// Runs every case (blob store and job layer) against instances from `factory`.
+/// The target of a blob-store run: its instances, and the project's job layer over them.
+fn blob_target(factory: impl InstanceFactory) -> Target {
+    let blobs: SharedFactory = Arc::new(factory);
+    Target {
+        jobs: Arc::new(BlobJobFactory::shared(blobs.clone())),
+        blobs: Some(blobs),
+    }
+}
+
+/// Runs every case against instances from `factory`: the blob-store cases, and the job-layer
+/// cases against [`BlobJobFactory`] over the same instances.
 pub async fn run_all(
     factory: impl InstanceFactory,
     capabilities: Capabilities,
@@ -106,7 +130,7 @@ pub async fn run_all(
 ) -> Report {
     let mut cases = cases::blob();
     cases.extend(cases::jobs());
-    runner::run_cases(Arc::new(factory), capabilities, options, cases).await
+    runner::run_cases(blob_target(factory), capabilities, options, cases).await
 }
 
 /// Runs the blob-store cases only.
@@ -115,17 +139,17 @@ pub async fn run_blob(
     capabilities: Capabilities,
     options: Options,
 ) -> Report {
-    runner::run_cases(Arc::new(factory), capabilities, options, cases::blob()).await
+    runner::run_cases(blob_target(factory), capabilities, options, cases::blob()).await
 }
 
-/// Runs the job-layer cases only (the generic `BlobJobStore` over instances from `factory`,
-/// with one manual clock shared by the instances of each case).
-pub async fn run_jobs(
-    factory: impl InstanceFactory,
-    capabilities: Capabilities,
-    options: Options,
-) -> Report {
-    runner::run_cases(Arc::new(factory), capabilities, options, cases::jobs()).await
+/// Runs the job-store cases (every job-layer case, model and race) against instances from
+/// `factory`: a job store of your own, or [`BlobJobFactory`] over a blob-store factory.
+pub async fn run_jobs(factory: impl JobStoreFactory, options: Options) -> Report {
+    let target = Target {
+        blobs: None,
+        jobs: Arc::new(factory),
+    };
+    runner::run_cases(target, Capabilities::default(), options, cases::jobs()).await
 }
 
 /// Every case of the suite, in run order, with its area and scope.
@@ -135,4 +159,9 @@ pub fn cases() -> Vec<CaseInfo> {
         .chain(cases::jobs().iter())
         .map(case::Case::info)
         .collect()
+}
+
+/// The cases that grade a job store (what [`run_jobs`] runs), in run order.
+pub fn job_cases() -> Vec<CaseInfo> {
+    cases::jobs().iter().map(case::Case::info).collect()
 }

@@ -60,6 +60,11 @@ pub struct CaseReport {
     /// Its verdict.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// For a failure, its likely cause: one of the short labels of [`crate::causes`] (such
+    /// as "GET sends no ETag"), so that a report can group failures by what would fix them.
+    /// `None` for cases that passed or were skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// How long it took, in milliseconds.
     pub millis: u64,
 }
@@ -404,6 +409,7 @@ mod tests {
                     area: "blob_rw".into(),
                     scope: Scope::SingleInstance,
                     verdict: Verdict::Passed,
+                    cause: None,
                     millis: 1,
                 },
                 CaseReport {
@@ -415,6 +421,7 @@ mod tests {
                         timeline: vec!["instance 0: set \"k\" → written".into()],
                         replay: Some("CONFORMANCE_SEED=7".into()),
                     },
+                    cause: Some(crate::causes::NOT_VISIBLE_ACROSS_INSTANCES.into()),
                     millis: 2,
                 },
             ],
