@@ -272,11 +272,11 @@ impl Options {
         self
     }
 
-    /// How many rounds each race case runs: one per generated sequence
-    /// ([`Options::cases`]), at least 16, so that `--cases` scales races as it scales models.
+    /// How many rounds each race case runs: one per two generated sequences
+    /// ([`Options::cases`]), at least 8, so that `--cases` scales races as it scales models.
     /// Half of them race on threads, half interleaved (see the crate's `race` module).
     pub fn race_rounds(&self) -> usize {
-        (self.cases as usize).max(16)
+        (self.cases as usize / 2).max(8)
     }
 
     /// Calls `f` as each case finishes, in run order, with the case's result and how far the

@@ -41,14 +41,19 @@ pub(crate) fn first_call() -> bool {
 }
 
 impl Gate {
-    pub(crate) fn new(n: usize) -> Arc<Self> {
+    /// A gate for `racers` racers that opens once as many have arrived as the machine has
+    /// cores (or all of them, if fewer): only racers that run at the same moment can meet
+    /// inside a window, and waiting for more would only keep the early ones spinning while
+    /// the late ones wait for a core. Racers that arrive after it opened go straight on.
+    pub(crate) fn new(racers: usize) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Gate {
             arrived: AtomicUsize::new(0),
-            n,
+            n: racers.min(cores.max(2)),
         })
     }
 
-    /// Arrives and waits, blocking the thread, until every racer has. The racer spins on the
+    /// Arrives and waits, blocking the thread, until enough racers have. The racer spins on the
     /// count without giving up its core for [`PATIENCE`] (racers start within that of each
     /// other, and a racer that gives its core up may not get it back for a whole time slice
     /// on a busy machine), then gives it up now and then so that a racer without a core can
@@ -73,55 +78,125 @@ impl Gate {
     }
 }
 
-/// Runs one racer per future, all released by one gate, each after its own seeded jitter,
-/// and returns their results in racer order. Even rounds race on threads, odd rounds
-/// interleaved on one task, since each catches what the other cannot:
+/// How one round races: on threads or interleaved, and how many times in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Burst {
+    /// Whether the racers run on OS threads (else interleaved on one task).
+    pub(crate) threads: bool,
+    /// How many races the round runs back to back, each on an item of its own (a key, a
+    /// job), the racers meeting at a gate before each.
+    pub(crate) size: usize,
+}
+
+/// About how long the races of one round on threads may take.
+const BURST_TIME: Duration = Duration::from_millis(1);
+/// The most races one round runs back to back.
+const MAX_BURST: usize = 32;
+
+impl Burst {
+    /// The shape of round `round` for a store whose operations take about `op` each: even
+    /// rounds race on threads (when the runtime has several), as many times back to back as
+    /// fit in about a millisecond (at least once, at most [`MAX_BURST`] times), and odd
+    /// rounds race once, interleaved.
+    ///
+    /// Racing back to back is what makes a narrow window show on a busy machine: racing
+    /// threads are seldom on the cores at the same moment, but once they are, the gates
+    /// keep them in step for the rest of the burst, within nanoseconds of each other. A
+    /// store whose operations take a millisecond has windows that wide, and races once.
+    pub(crate) fn of_round(round: usize, op: Duration) -> Burst {
+        let parallel = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
+        if round % 2 == 1 || !parallel {
+            return Burst {
+                threads: false,
+                size: 1,
+            };
+        }
+        let fit = BURST_TIME.as_nanos() / op.as_nanos().max(1);
+        Burst {
+            threads: true,
+            size: (fit as usize).clamp(1, MAX_BURST),
+        }
+    }
+
+    /// One race, on threads or interleaved as round `round` would.
+    pub(crate) fn single(round: usize) -> Burst {
+        Burst {
+            size: 1,
+            ..Burst::of_round(round, BURST_TIME)
+        }
+    }
+}
+
+/// Runs `burst.size` races back to back among `racers` racers, where racer `i`'s part in
+/// race `k` is `body(i, k)`, and returns each racer's results in race order.
 ///
-/// - On threads (on a multi-threaded runtime), every racer runs on an OS thread of its own,
-///   driving its future with the runtime's handle so that the store's I/O still runs on the
-///   runtime, and the gate spins: whichever racers the operating system has on the cores
-///   when the last one arrives start within nanoseconds of each other, inside the window of
-///   a store that checks and writes without ever yielding. Tokio tasks cannot do that: a
-///   task that yields comes back only after its worker has polled the driver, tens of
-///   microseconds later.
-/// - Interleaved, racers are polled in turn on one task, so a racer that yields between a
-///   check and a write (the store's own await, or the suite's perturbation) hands over to
-///   another racer, which then runs inside that window. A racer alone on a thread would
-///   just be polled again.
+/// - On threads, every racer runs on an OS thread of its own, driving its futures with the
+///   runtime's handle (so that the store's I/O still runs on the runtime), and the racers
+///   meet at a spinning gate before each race: whichever racers the operating system has on
+///   the cores when the last one arrives start within nanoseconds of each other, inside the
+///   window of a store that checks and writes without ever yielding. Tokio tasks cannot do
+///   that: a task that yields comes back only after its worker has polled the driver, tens
+///   of microseconds later.
+/// - Interleaved, racers are polled in turn on the calling task, so a racer that yields
+///   between a check and a write (the store's own await, or the suite's perturbation)
+///   hands over to another racer, which then runs inside that window. A racer alone on a
+///   thread would just be polled again.
 ///
-/// On a current-thread runtime nothing runs in parallel, and every round is interleaved.
-pub(crate) async fn race<T, Fut>(
+/// Each racer takes a seeded jitter before each race, and its first call in a race is not
+/// perturbed (see [`first_call`]).
+pub(crate) async fn race_burst<T, F, Fut>(
     probe: &Arc<Probe>,
-    round: usize,
-    racers: Vec<Fut>,
-) -> Result<Vec<T>, Failure>
+    burst: Burst,
+    racers: usize,
+    body: F,
+) -> Result<Vec<Vec<T>>, Failure>
 where
     T: Send + 'static,
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let handle = tokio::runtime::Handle::current();
-    if round % 2 == 1 || handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-        return race_tasks(probe, racers).await;
+    let body = Arc::new(body);
+    if !burst.threads {
+        let racers = (0..racers).map(|i| {
+            let pauser = Pauser::new(probe);
+            let body = body.clone();
+            async move {
+                let mut out = Vec::with_capacity(burst.size);
+                for k in 0..burst.size {
+                    pauser.jitter();
+                    out.push(STARTING.scope(std::cell::Cell::new(true), body(i, k)).await);
+                }
+                out
+            }
+        });
+        return Ok(futures_util::future::join_all(racers).await);
     }
-    let gate = Gate::new(racers.len());
-    let mut results = Vec::with_capacity(racers.len());
-    for (i, fut) in racers.into_iter().enumerate() {
-        let gate = gate.clone();
+    let handle = tokio::runtime::Handle::current();
+    let gates: Arc<Vec<Arc<Gate>>> = Arc::new((0..burst.size).map(|_| Gate::new(racers)).collect());
+    let mut results = Vec::with_capacity(racers);
+    for i in 0..racers {
+        let gates = gates.clone();
         let pauser = Pauser::new(probe);
         let handle = handle.clone();
+        let body = body.clone();
         let (sender, result) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name(format!("conformance-racer-{i}"))
             .spawn(move || {
-                let out = handle.block_on(STARTING.scope(std::cell::Cell::new(true), async move {
-                    gate.wait_blocking();
-                    pauser.jitter();
-                    fut.await
-                }));
+                let out = handle.block_on(async move {
+                    let mut out = Vec::with_capacity(gates.len());
+                    for (k, gate) in gates.iter().enumerate() {
+                        gate.wait_blocking();
+                        pauser.jitter();
+                        out.push(STARTING.scope(std::cell::Cell::new(true), body(i, k)).await);
+                    }
+                    out
+                });
                 let _ = sender.send(out);
             });
         if let Err(e) = spawned {
-            // The racers already started are released by the deadline of the gate.
+            // The racers already started are released by the deadline of the gates.
             return Err(Failure::new(format!("cannot start a racing thread: {e}")));
         }
         results.push(result);
@@ -136,20 +211,40 @@ where
     Ok(out)
 }
 
-/// [`race`] interleaved on the calling task: every racer is polled in turn, and runs until
-/// it yields, so that a racer that yields inside a store's window lets the next one in,
-/// in an order the seeded perturbation decides.
-async fn race_tasks<T, Fut>(probe: &Arc<Probe>, racers: Vec<Fut>) -> Result<Vec<T>, Failure>
+/// One race among `racers` futures, on threads or interleaved as round `round` would (see
+/// [`race_burst`]); the results come back in racer order.
+pub(crate) async fn race<T, Fut>(
+    probe: &Arc<Probe>,
+    round: usize,
+    racers: Vec<Fut>,
+) -> Result<Vec<T>, Failure>
 where
     T: Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let racers = racers.into_iter().map(|fut| {
-        let pauser = Pauser::new(probe);
-        STARTING.scope(std::cell::Cell::new(true), async move {
-            pauser.jitter();
-            fut.await
+    let n = racers.len();
+    let slots: Arc<Vec<std::sync::Mutex<Option<Fut>>>> = Arc::new(
+        racers
+            .into_iter()
+            .map(|f| std::sync::Mutex::new(Some(f)))
+            .collect(),
+    );
+    let results = race_burst(probe, Burst::single(round), n, move |i, _| {
+        let fut = slots[i].lock().ok().and_then(|mut s| s.take());
+        async move {
+            match fut {
+                Some(f) => Some(f.await),
+                None => None,
+            }
+        }
+    })
+    .await?;
+    results
+        .into_iter()
+        .map(|mut r| {
+            r.pop()
+                .flatten()
+                .ok_or_else(|| Failure::new("a racer ran without its part"))
         })
-    });
-    Ok(futures_util::future::join_all(racers).await)
+        .collect()
 }

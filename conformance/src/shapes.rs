@@ -7,9 +7,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The length of a multi-page value: three 64 KiB chunks and a few bytes, so that every
+/// The length of a multi-page value: two 64 KiB chunks and a few bytes, so that every
 /// streaming read and write of a backend takes several chunks (and an odd last one).
-pub(crate) const MULTI_PAGE_BYTES: usize = 3 * 64 * 1024 + 17;
+pub(crate) const MULTI_PAGE_BYTES: usize = 2 * 64 * 1024 + 17;
 
 /// The shape of a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -623,7 +623,7 @@ async fn job_listing_is_complete_across_instances(ctx: Ctx) -> Result<(), Failur
 async fn lease_expiry_is_exact(ctx: Ctx) -> Result<(), Failure> {
     let jobs = ctx.job_instance().await?;
     let lease = Duration::from_secs(10);
-    let ids = [id("at")?, id("after")?];
+    let ids = [id("lease-end")?, id("lease-end-plus-1")?];
     for job in &ids {
         jobs.create(NewJob::new("extract", json!({})).id(job.clone()))
             .await?;

@@ -11,6 +11,7 @@
 //! read again once the store has settled.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use blobjobs_store_api::{JobId, JobStore};
 
@@ -19,7 +20,7 @@ use crate::causes;
 use crate::ctx::{Ctx, Failure, JobHandle};
 use crate::model::jobs::{Expect, JobAction, JobModel, describe_action, perform, show};
 use crate::probe::Pauser;
-use crate::race::race;
+use crate::race::{Burst, race_burst};
 use crate::settle::{Group, Reader};
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -218,6 +219,7 @@ fn unexplained(
     round: usize,
     plans: &[Vec<JobAction>],
     got: &[Vec<Expect>],
+    read: (usize, &Expect),
     racer_ids: &[usize],
     creator: usize,
     id: &str,
@@ -245,11 +247,20 @@ fn unexplained(
         ))
         .because(causes::NOT_VISIBLE_ACROSS_INSTANCES);
     }
-    if plans
+    let creates = plans
         .iter()
         .flatten()
-        .all(|a| matches!(a, JobAction::Create { .. }))
-    {
+        .all(|a| matches!(a, JobAction::Create { .. }));
+    if creates && matches!(read.1, Expect::Missing) {
+        // Every create returned a job, yet another instance finds none.
+        let by = racer_ids.first().copied().unwrap_or(creator);
+        return Failure::new(format!(
+            "round {round}: instance {} polled job {id} created by instance {by}: not found",
+            read.0
+        ))
+        .because(causes::NOT_VISIBLE_ACROSS_INSTANCES);
+    }
+    if creates {
         return Failure::new(format!(
             "round {round}: racing creates of job {id} returned different jobs; every one must \
              return the job that won"
@@ -288,43 +299,79 @@ fn unexplained(
     .because(causes::JOB_UPDATES_LOST)
 }
 
+/// Sets the job `id` up with `spec`'s setup on the setup instance, checking every result
+/// against `model`.
+async fn set_up(
+    ctx: &Ctx,
+    cast: &Cast,
+    spec: &Race,
+    model: &mut JobModel,
+    round: usize,
+    id: &str,
+) -> Result<(), Failure> {
+    for action in (spec.setup)(id) {
+        let want = model.step(&action);
+        let got = perform(
+            cast.setup.jobs.as_ref(),
+            &action,
+            ctx.clock(),
+            ctx.options().op_timeout,
+        )
+        .await;
+        ctx.note(format!(
+            "instance {}: {} → {}",
+            cast.setup.id,
+            describe_action(&action),
+            show(&got)
+        ));
+        if got != want {
+            return Err(Failure::new(format!(
+                "round {round}: setting job {id} up, instance {} got {} where the model says {}",
+                cast.setup.id,
+                show(&got),
+                show(&want)
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn run_race(ctx: Ctx, spec: Race) -> Result<(), Failure> {
     let n = ctx.options().instances;
-    let plans_of = |id: &str| (spec.racers)(id, n);
-    let cast = cast(&ctx, plans_of("x").len(), spec.single).await?;
+    let racers = (spec.racers)("x", n).len();
+    let cast = cast(&ctx, racers, spec.single).await?;
     let mut settled = Vec::new();
+    // How long one setup operation takes decides how many races a round on threads runs
+    // back to back (see `Burst`).
+    let mut op = Duration::from_millis(1);
     for round in 0..ctx.options().race_rounds() {
-        let id = format!("r{round}");
-        // The model starts where the case's clock is, as the store does.
-        let mut model = JobModel::starting_at(cast.racers.len() + 2, ctx.now().as_millis());
-        for action in (spec.setup)(&id) {
-            let want = model.step(&action);
-            let got = perform(
-                cast.setup.jobs.as_ref(),
-                &action,
-                ctx.clock(),
-                ctx.options().op_timeout,
-            )
-            .await;
-            ctx.note(format!(
-                "instance {}: {} → {}",
-                cast.setup.id,
-                describe_action(&action),
-                show(&got)
-            ));
-            if got != want {
-                return Err(Failure::new(format!(
-                    "round {round}: setting job {id} up, instance {} got {} where the model says {}",
-                    cast.setup.id,
-                    show(&got),
-                    show(&want)
-                )));
+        let burst = Burst::of_round(round, op);
+        let ids: Vec<String> = (0..burst.size).map(|k| format!("r{round}-{k}")).collect();
+        let started = std::time::Instant::now();
+        let mut models = Vec::with_capacity(ids.len());
+        for id in &ids {
+            // Each job's model starts where the case's clock is, as the store does.
+            let mut model = JobModel::starting_at(racers + 2, ctx.now().as_millis());
+            set_up(&ctx, &cast, &spec, &mut model, round, id).await?;
+            models.push(model);
+        }
+        let setups = ids.len() * (spec.setup)("x").len();
+        if round == 0 && setups > 0 {
+            op = started.elapsed() / setups as u32;
+        }
+        // A setup that moves the clock moves it for every job of the round.
+        let now = ctx.now().as_millis();
+        for model in &mut models {
+            let behind = now - model.now();
+            if behind > 0 {
+                model.step(&JobAction::Advance { ms: behind });
             }
         }
         // In the first round every racer first reads the job it is about to race on, so that
         // instances that do not share jobs fail with the seed's own words.
-        if round == 0 && !(spec.setup)(&id).is_empty() && !spec.single {
+        if round == 0 && setups > 0 && !spec.single {
             for handle in &cast.racers {
+                let id = &ids[0];
                 if handle
                     .get(&JobId::new(id.clone()).map_err(Failure::from)?)
                     .await?
@@ -338,71 +385,78 @@ async fn run_race(ctx: Ctx, spec: Race) -> Result<(), Failure> {
                 }
             }
         }
-        let plans = plans_of(&id);
-        let futures: Vec<_> = plans
-            .iter()
-            .zip(&cast.racers)
-            .map(|(plan, handle)| {
-                let plan = plan.clone();
-                let jobs: Arc<dyn JobStore> = handle.jobs.clone();
-                let clock = ctx.clock().clone();
-                let limit = ctx.options().op_timeout;
-                let probe = ctx.probe().clone();
+        let plans: Arc<Vec<Vec<Vec<JobAction>>>> =
+            Arc::new(ids.iter().map(|id| (spec.racers)(id, n)).collect());
+        let stores: Arc<Vec<Arc<dyn JobStore>>> =
+            Arc::new(cast.racers.iter().map(|h| h.jobs.clone()).collect());
+        let clock = ctx.clock().clone();
+        let limit = ctx.options().op_timeout;
+        let probe = ctx.probe().clone();
+        let race_plans = plans.clone();
+        // got[racer][k]: what racer `racer` got in the race on job `k`.
+        let got = race_burst(ctx.probe(), burst, racers, move |i, k| {
+            let plan = race_plans[k][i].clone();
+            let jobs = stores[i].clone();
+            let clock = clock.clone();
+            let probe = probe.clone();
+            async move {
                 let pauser = Pauser::new(&probe);
-                async move {
-                    let mut results = Vec::with_capacity(plan.len());
-                    for action in &plan {
-                        let _counted = probe.enter();
-                        // The first call is placed by the race's start alone.
-                        pauser.pause().await;
-                        results.push(perform(jobs.as_ref(), action, &clock, limit).await);
-                        pauser.pause().await;
-                    }
-                    results
+                let mut results = Vec::with_capacity(plan.len());
+                for action in &plan {
+                    let _counted = probe.enter();
+                    // The first call is placed by the race's start alone.
+                    pauser.pause().await;
+                    results.push(perform(jobs.as_ref(), action, &clock, limit).await);
+                    pauser.pause().await;
                 }
-            })
-            .collect();
-        let got = race(ctx.probe(), round, futures).await?;
-        for ((plan, results), handle) in plans.iter().zip(&got).zip(&cast.racers) {
-            for (action, result) in plan.iter().zip(results) {
-                ctx.note(format!(
-                    "instance {} (racing): {} → {}",
-                    handle.id,
-                    describe_action(action),
-                    show(result)
+                results
+            }
+        })
+        .await?;
+        for (k, id) in ids.iter().enumerate() {
+            let results: Vec<Vec<Expect>> = got.iter().map(|r| r[k].clone()).collect();
+            for ((plan, results), handle) in plans[k].iter().zip(&results).zip(&cast.racers) {
+                for (action, result) in plan.iter().zip(results) {
+                    ctx.note(format!(
+                        "instance {} (racing): {} → {}",
+                        handle.id,
+                        describe_action(action),
+                        show(result)
+                    ));
+                }
+            }
+            let get = JobAction::Get { id: id.clone() };
+            let read = perform(
+                cast.observer.jobs.as_ref(),
+                &get,
+                ctx.clock(),
+                ctx.options().op_timeout,
+            )
+            .await;
+            ctx.note(format!(
+                "instance {}: {} → {}",
+                cast.observer.id,
+                describe_action(&get),
+                show(&read)
+            ));
+            if !explained(&models[k], &plans[k], &results, &read, id) {
+                let racer_ids: Vec<usize> = cast.racers.iter().map(|h| h.id).collect();
+                return Err(unexplained(
+                    round,
+                    &plans[k],
+                    &results,
+                    (cast.observer.id, &read),
+                    &racer_ids,
+                    cast.setup.id,
+                    id,
                 ));
             }
+            let job = match read {
+                Expect::Job(job) => Some(*job),
+                _ => None,
+            };
+            settled.push((JobId::new(id.clone()).map_err(Failure::from)?, job));
         }
-        let get = JobAction::Get { id: id.clone() };
-        let read = perform(
-            cast.observer.jobs.as_ref(),
-            &get,
-            ctx.clock(),
-            ctx.options().op_timeout,
-        )
-        .await;
-        ctx.note(format!(
-            "instance {}: {} → {}",
-            cast.observer.id,
-            describe_action(&get),
-            show(&read)
-        ));
-        if !explained(&model, &plans, &got, &read, &id) {
-            let racer_ids: Vec<usize> = cast.racers.iter().map(|h| h.id).collect();
-            return Err(unexplained(
-                round,
-                &plans,
-                &got,
-                &racer_ids,
-                cast.setup.id,
-                &id,
-            ));
-        }
-        let job = match read {
-            Expect::Job(job) => Some(*job),
-            _ => None,
-        };
-        settled.push((JobId::new(id).map_err(Failure::from)?, job));
     }
     let reader = if spec.single {
         Reader::Jobs(cast.observer.jobs.clone())

@@ -136,11 +136,13 @@ async fn awkward_keys_round_trip_and_never_alias(ctx: Ctx) -> Result<(), Failure
             return Err(Failure::new(format!("key {key:?} not found after set")));
         };
         let expected = format!("value of {key}");
-        ensure!(
-            blob.value.as_ref() == expected.as_bytes(),
-            "key {key:?} reads {:?}: it aliases another key",
-            String::from_utf8_lossy(&blob.value)
-        );
+        if blob.value.as_ref() != expected.as_bytes() {
+            return Err(Failure::new(format!(
+                "key {key:?} reads {:?}: it aliases another key",
+                String::from_utf8_lossy(&blob.value)
+            ))
+            .because(causes::KEYS_MANGLED));
+        }
         want.insert(key.clone(), expected);
     }
     let (entries, _) = s.list_all(ListOptions::new()).await?;
@@ -330,9 +332,11 @@ async fn every_operation(ctx: &Ctx, w: &Instance, s: &Instance) -> Result<(), Fa
             .ok_or_else(|| Failure::new(format!("get of {key:?} found nothing")))?;
         ensure_eq!(blob.value.as_ref(), value.as_bytes(), "value of {key:?}");
     }
-    // Every key, and every awkward prefix, selects exactly the keys that start with it.
+    // Every key, and every awkward prefix, selects exactly the keys that start with it (on
+    // a second instance, the awkward prefixes only: the prefix logic is the same one).
     let awkward_prefixes = ["a", "a/", "%", "ü", ".", "..", "K", "a?", "a#"];
-    let prefixes = keys.iter().map(String::as_str).chain(awkward_prefixes);
+    let own_keys = if w.id == s.id { keys.as_slice() } else { &[] };
+    let prefixes = own_keys.iter().map(String::as_str).chain(awkward_prefixes);
     for prefix in prefixes {
         let (entries, _) = s.list_all(ListOptions::new().prefix(prefix)).await?;
         let listed: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();

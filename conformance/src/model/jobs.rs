@@ -159,6 +159,11 @@ fn ts(ms: u64) -> Timestamp {
 }
 
 impl JobModel {
+    /// The model's clock, in milliseconds since the Unix epoch.
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
+
     /// The job `id` as a read must see it: present and not expired.
     pub(crate) fn live(&self, id: &str) -> Option<&Job> {
         let now = self.now;
