@@ -109,7 +109,7 @@ impl JobEnv {
 
     /// `blobs` seen through the namespace as a key prefix, for job stores built on a
     /// `BlobStore`. Inside the suite the view also records and perturbs every call (see
-    /// [`crate::Options::perturb`]), so that races inside the job layer show.
+    /// [`crate::Options::perturb()`]), so that races inside the job layer show.
     pub fn scope(&self, blobs: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
         match &self.probe {
             Some(probe) => Arc::new(Scoped::new(blobs, self.namespace.clone(), probe.clone())),

@@ -1,5 +1,5 @@
-//! The conformance suite: proves which `BlobStore` backends survive separate serverless
-//! instances, and that the job layer on top of them keeps every update.
+//! The conformance suite: proves which `BlobStore` backends and `JobStore`s survive separate
+//! serverless instances, and that the job layer keeps every update.
 //!
 //! Serverless instances share no memory. A store is fit for job tracking only if what one
 //! instance writes, every other instance reads, with no update lost. The suite checks exactly
@@ -68,6 +68,52 @@
 //! replays it (`CONFORMANCE_SEED=… CONFORMANCE_FILTER=…`, which [`Options::from_env`] reads;
 //! `Options::default()` reads no environment). Reports render as text, JSON lines, JUnit XML
 //! and a Markdown matrix of backends by property.
+//!
+//! # Grading a job store of your own
+//!
+//! The job cases, the job model and every job race take a [`JobStoreFactory`]: a job store
+//! of your own (SQL-native, a queue) is graded exactly as the project's job layer, which is
+//! one adapter onto it ([`BlobJobFactory`] over a blob-store factory). Each instance is built
+//! from a [`JobEnv`]: the case's namespace (what separates cases: a key prefix, a table) and
+//! the clock leases and TTLs must be judged by, which the suite moves by hand.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use blobjobs_conformance::{JobEnv, Options};
+//! use blobjobs_store_api::JobStore;
+//! # fn my_job_store(_: &str, _: Arc<dyn blobjobs_store_api::Clock>) -> blobjobs_store_api::Result<Arc<dyn JobStore>> { unimplemented!() }
+//!
+//! let factory = |env: JobEnv| async move { my_job_store(env.namespace(), env.clock()) };
+//! blobjobs_conformance::run_jobs(factory, Options::default().backend("my-jobs"))
+//!     .await
+//!     .assert_passed();
+//! # }
+//! ```
+//!
+//! [`Backend::jobs`] stamps the same cases as tests (the blob cases are skipped there).
+//!
+//! # What a run checks besides the cases
+//!
+//! - **Races, every run.** Every race runs [`Options::race_rounds`] rounds: half on OS threads
+//!   released together by spinning gates, many times back to back on a fast store, so that
+//!   a store that checks and writes without ever yielding is caught where two racers really
+//!   run at once; half interleaved on one task, so that a store (or a job layer) that yields
+//!   between a check and a write hands that window to another racer. Around every instance
+//!   call the suite also perturbs the schedule (seeded yields and spins; see
+//!   [`Options::perturb()`]).
+//! - **Quiescence.** Concurrent cases and generated sequences write down what they left
+//!   behind; once a case has passed, the suite waits until none of its calls is in flight,
+//!   lets [`Options::settle()`] pass, and reads everything again through a fresh instance: no
+//!   deleted key or job may be back, no acknowledged write lost, listings must agree with
+//!   reads. The interval is paid once per case and overlaps the cases that follow.
+//! - **A likely cause.** Every failure names one of [`causes`] ("GET sends no ETag",
+//!   "conditional writes are not atomic", "writes are not visible across instances", …),
+//!   from what the case concluded, a symptom seen on the way, or the case's first promise;
+//!   messages show values in words, not as Rust `Debug` output.
+//! - **Promises.** [`promises()`] maps every behaviour the `BlobStore` and `JobStore` traits
+//!   document, and every invariant of the design, to the cases that fail a store breaking
+//!   it (the crate's `PROMISES.md` is the same table).
 
 mod case;
 mod cases;

@@ -102,7 +102,7 @@ pub struct Options {
     /// One operation that runs longer fails the case with a timeout.
     pub op_timeout: Duration,
     /// How long a case lets the store settle before it reads everything it wrote again
-    /// through a fresh instance (see [`Options::settle`]).
+    /// through a fresh instance (see [`Options::settle()`]).
     pub settle: Duration,
     /// Seeded schedule perturbation around every instance call: yields and spins of a few
     /// microseconds, so that a race in a store shows every run, not when the scheduler
@@ -143,7 +143,7 @@ impl PartialEq for CaseHook {
 
 impl Eq for CaseHook {}
 
-/// The default of [`Options::settle`].
+/// The default of [`Options::settle()`].
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(300);
 
 /// The environment variable that fixes the seed (see [`Options::from_env`]).
@@ -265,8 +265,8 @@ impl Options {
         self
     }
 
-    /// Turns seeded schedule perturbation on or off (on by default; see
-    /// [`Options::perturb`](struct.Options.html#structfield.perturb)).
+    /// Turns seeded schedule perturbation around every instance call on or off (on by
+    /// default).
     pub fn perturb(mut self, on: bool) -> Self {
         self.perturb = on;
         self

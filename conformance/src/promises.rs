@@ -104,7 +104,6 @@ const PROMISES: &[Promise] = &[
             "only_if_match_is_checked_across_instances",
             "listing_is_complete_across_instances",
             "paginated_walk_is_stable_under_concurrent_writes_across_instances",
-            "awkward_keys_work_through_every_operation_across_instances",
             "every_value_and_metadata_shape_is_read_alike_across_instances",
             "blob_operations_match_the_model_across_instances",
         ],
@@ -307,7 +306,6 @@ const PROMISES: &[Promise] = &[
         cases: &[
             "awkward_keys_round_trip_and_never_alias",
             "awkward_keys_work_through_every_operation",
-            "awkward_keys_work_through_every_operation_across_instances",
             "longest_key_round_trips",
         ],
     },

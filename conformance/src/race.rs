@@ -89,14 +89,14 @@ pub(crate) struct Burst {
 }
 
 /// About how long the races of one round on threads may take.
-const BURST_TIME: Duration = Duration::from_millis(1);
+const BURST_TIME: Duration = Duration::from_millis(2);
 /// The most races one round runs back to back.
-const MAX_BURST: usize = 32;
+const MAX_BURST: usize = 64;
 
 impl Burst {
     /// The shape of round `round` for a store whose operations take about `op` each: even
     /// rounds race on threads (when the runtime has several), as many times back to back as
-    /// fit in about a millisecond (at least once, at most [`MAX_BURST`] times), and odd
+    /// fit in about two milliseconds (at least once, at most [`MAX_BURST`] times), and odd
     /// rounds race once, interleaved.
     ///
     /// Racing back to back is what makes a narrow window show on a busy machine: racing

@@ -3,7 +3,7 @@
 //!
 //! Concurrent cases and generated sequences write down, as they end, the state every key and
 //! job must be in (a [`Group`] per sequence or per race). Once the case has passed, the
-//! runner waits until none of its calls is in flight, lets [`crate::Options::settle`] pass,
+//! runner waits until none of its calls is in flight, lets [`crate::Options::settle()`] pass,
 //! and reads everything again through a fresh instance (through the case's own instance for
 //! single-instance cases, so that a store whose instances share nothing can still pass
 //! them): no deleted key or job may be back, no acknowledged write may be lost, and listings

@@ -271,7 +271,6 @@ macro_rules! __with_case_names {
             longest_key_round_trips,
             invalid_keys_are_rejected_as_invalid_input,
             awkward_keys_work_through_every_operation,
-            awkward_keys_work_through_every_operation_across_instances,
             key_length_limit_is_exact,
             metadata_size_limit_is_exact,
             streamed_values_round_trip,

@@ -18,7 +18,6 @@ use crate::causes;
 use crate::ctx::{limited, show_etag};
 use crate::options::Capabilities;
 use crate::settle::{Group, Reader};
-use crate::shapes::MULTI_PAGE_BYTES;
 pub use crate::shapes::{MetaShape, ValueShape};
 
 /// The keys sequences use: nested names so that directories mode and prefixes matter.
@@ -253,18 +252,15 @@ impl BlobModel {
             .iter()
             .map(|(k, e)| (k.clone(), e.version))
             .collect();
-        // Short text most of the time, every other shape now and then; multi-page values
-        // rarely, since each one moves 200 KB.
-        let mut shapes: Vec<(u32, BoxedStrategy<ValueShape>)> = vec![
+        // Short text most of the time, the other small shapes now and then. Multi-page
+        // values are left to the fixed shape cases, which combine them with every metadata
+        // shape and path: a sequence of them would move megabytes to check the same thing.
+        let shape = weighted(vec![
             (8, Just(ValueShape::Text).boxed()),
             (2, Just(ValueShape::Empty).boxed()),
             (2, Just(ValueShape::OneByte).boxed()),
             (2, Just(ValueShape::EveryByte).boxed()),
-        ];
-        if caps.max_value_bytes >= MULTI_PAGE_BYTES as u64 {
-            shapes.push((1, Just(ValueShape::MultiPage).boxed()));
-        }
-        let shape = weighted(shapes);
+        ]);
         let meta = if caps.metadata {
             weighted(vec![
                 (6, Just(MetaShape::Absent).boxed()),
