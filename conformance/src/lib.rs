@@ -95,11 +95,11 @@
 //!
 //! # What a run checks besides the cases
 //!
-//! - **Races, every run.** Every race runs [`Options::race_rounds`] rounds: half on OS threads
-//!   released together by spinning gates, many times back to back on a fast store, so that
-//!   a store that checks and writes without ever yielding is caught where two racers really
-//!   run at once; half interleaved on one task, so that a store (or a job layer) that yields
-//!   between a check and a write hands that window to another racer. Around every instance
+//! - **Races, every run.** Every race runs [`Options::race_rounds`] rounds: most on OS
+//!   threads released together by spinning gates, many times back to back on a fast store,
+//!   so that a store that checks and writes without ever yielding is caught where two racers
+//!   really run at once; one in four interleaved on one task, so that a store (or a job
+//!   layer) that yields between a check and a write hands that window to another racer. Around every instance
 //!   call the suite also perturbs the schedule (seeded yields and spins; see
 //!   [`Options::perturb()`]).
 //! - **Quiescence.** Concurrent cases and generated sequences write down what they left

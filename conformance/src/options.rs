@@ -274,7 +274,8 @@ impl Options {
 
     /// How many rounds each race case runs: one per two generated sequences
     /// ([`Options::cases`]), at least 8, so that `--cases` scales races as it scales models.
-    /// Half of them race on threads, half interleaved (see the crate's `race` module).
+    /// Three in four race on threads, one in four interleaved (see the crate's `race`
+    /// module).
     pub fn race_rounds(&self) -> usize {
         (self.cases as usize / 2).max(8)
     }

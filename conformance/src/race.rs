@@ -89,15 +89,18 @@ pub(crate) struct Burst {
 }
 
 /// About how long the races of one round on threads may take.
-const BURST_TIME: Duration = Duration::from_millis(2);
+const BURST_TIME: Duration = Duration::from_millis(3);
 /// The most races one round runs back to back.
-const MAX_BURST: usize = 64;
+const MAX_BURST: usize = 96;
 
 impl Burst {
-    /// The shape of round `round` for a store whose operations take about `op` each: even
-    /// rounds race on threads (when the runtime has several), as many times back to back as
-    /// fit in about two milliseconds (at least once, at most [`MAX_BURST`] times), and odd
-    /// rounds race once, interleaved.
+    /// The shape of round `round` for a store whose operations take about `op` each: one
+    /// round in four (the second, the sixth, …) races once, interleaved; the others race on
+    /// threads (when the runtime has several), as many times back to back as fit in about
+    /// three milliseconds (at least once, at most [`MAX_BURST`] times). Interleaved rounds
+    /// split a window at the store's or the suite's yields nearly every time; a narrow
+    /// window without yields shows only when two threads happen to run at once, so those
+    /// rounds need the numbers.
     ///
     /// Racing back to back is what makes a narrow window show on a busy machine: racing
     /// threads are seldom on the cores at the same moment, but once they are, the gates
@@ -106,7 +109,7 @@ impl Burst {
     pub(crate) fn of_round(round: usize, op: Duration) -> Burst {
         let parallel = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
-        if round % 2 == 1 || !parallel {
+        if round % 4 == 1 || !parallel {
             return Burst {
                 threads: false,
                 size: 1,

@@ -344,14 +344,7 @@ async fn run_race(ctx: Ctx, spec: Race) -> Result<(), Failure> {
     // How long one setup operation takes decides how many races a round on threads runs
     // back to back (see `Burst`).
     let mut op = Duration::from_millis(1);
-    // Races between two different changes run half the rounds of those among several
-    // claimants: every order of two racers shows in fewer rounds.
-    let rounds = if racers > 2 {
-        ctx.options().race_rounds()
-    } else {
-        (ctx.options().race_rounds() / 2).max(8)
-    };
-    for round in 0..rounds {
+    for round in 0..ctx.options().race_rounds() {
         let burst = Burst::of_round(round, op);
         let ids: Vec<String> = (0..burst.size).map(|k| format!("r{round}-{k}")).collect();
         let started = std::time::Instant::now();

@@ -274,7 +274,7 @@ impl JobModel {
                 self.finish(id, |job, _| {
                     job.progress = Some(Progress {
                         percent: *percent,
-                        message: None,
+                        message: Some(progress_message(*percent)),
                     });
                 })
             }
@@ -458,6 +458,13 @@ pub(crate) fn strategy(
     )
 }
 
+/// The message a progress report of the model carries. A job's message outlives its
+/// success (which sets the percentage to 100), so a progress report that a racing finish
+/// overwrote shows.
+fn progress_message(percent: u8) -> String {
+    format!("at {percent}%")
+}
+
 /// One action in words, such as `claim job j1 as w0 for 1000 ms`.
 pub(crate) fn describe_action(action: &JobAction) -> String {
     match action {
@@ -603,7 +610,11 @@ pub(crate) async fn perform(
             percent,
         } => match id(raw_id) {
             Ok(job_id) => observed(
-                limited(lim, jobs.progress(&job_id, owner, *percent, None)).await,
+                limited(
+                    lim,
+                    jobs.progress(&job_id, owner, *percent, Some(progress_message(*percent))),
+                )
+                .await,
                 |j| Expect::Job(Box::new(j)),
             ),
             Err(e) => Expect::Error(e.kind()),
