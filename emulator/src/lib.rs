@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod body;

@@ -54,7 +54,7 @@ pub async fn serve_app(
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(req).await) }
+            async move { Ok::<_, Infallible>(crate::access_log::handle(&app, req).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
