@@ -5,8 +5,9 @@
 //! fault-injecting stand-in for a Netlify Blobs server and, with the `bench` feature, the
 //! benchmark bodies that several benches share.
 //!
-//! It is project tooling (`publish = false`) and only ever a dev-dependency. Its helpers
-//! panic on failure, as tests do.
+//! It is project tooling (`publish = false`): a dev-dependency of the crates, and a
+//! dependency of `xtask` (for the npm install of `interop/`). Its helpers panic on failure, as
+//! tests do, except [`interop::install`], which `xtask` calls too.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
