@@ -598,6 +598,7 @@ async fn host_names_are_resolved() {
 }
 
 /// Runs `touch` in `dir` under `program`; whether it could create a file there.
+#[cfg(unix)]
 async fn can_write(program: &[&str], dir: &Path) -> bool {
     let mut cmd = match program {
         [] => Command::new("touch"),
@@ -615,6 +616,7 @@ async fn can_write(program: &[&str], dir: &Path) -> bool {
         .success()
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn a_data_directory_that_cannot_be_written_is_refused_at_start() {
     use std::os::unix::fs::PermissionsExt as _;

@@ -53,7 +53,11 @@ impl Connection {
         let env = BlobsContext::from_env().filter(|c| !c.is_empty());
         let env = env.as_ref();
         let dir = DataDir::new(&self.dir);
-        let record = dir.record()?;
+        // A damaged record matters only when nothing else says where the server is.
+        let record = match (&self.url, env) {
+            (None, None) => dir.record()?,
+            _ => dir.record().ok().flatten(),
+        };
         let server_file = || dir.path().join(super::data_dir::SERVER_FILE);
 
         let edge = env.and_then(|c| c.uncached_edge_url.clone().or(c.edge_url.clone()));
