@@ -114,6 +114,7 @@ pub(crate) async fn run_cases(
             area: case.area.to_owned(),
             scope: case.scope,
             verdict,
+            cause: None,
             millis: case_started.elapsed().as_millis() as u64,
         });
         if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {

@@ -438,6 +438,7 @@ mod tests {
             } else {
                 Verdict::Passed
             },
+            cause: None,
             millis: 0,
         }
     }
