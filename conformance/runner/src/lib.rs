@@ -212,7 +212,8 @@ pub fn fresh_seed() -> u64 {
 ///
 /// The run's seed is fixed up front (a fresh one unless `options.seed` is set), and each
 /// case's randomness derives from that seed and the case's name only, so the printed replay
-/// line (`CONFORMANCE_SEED=… CONFORMANCE_FILTER=…`) reproduces a failure exactly.
+/// line (`CONFORMANCE_SEED=… CONFORMANCE_FILTER=…`, or the command of a [`ReplayCommand`])
+/// reproduces a failure exactly.
 pub async fn run_with_progress(
     factory: SharedFactory,
     capabilities: Capabilities,
