@@ -221,7 +221,7 @@ impl Report {
         if self.server_errors > 0 {
             let _ = writeln!(
                 out,
-                "  (the server answered {} {} with a server error)",
+                "  ({} {} ended in a server error, a 5xx answer)",
                 self.server_errors,
                 plural(self.server_errors as usize, "operation", "operations")
             );
@@ -520,12 +520,21 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
 /// The longest symptom label, in characters.
 const SYMPTOM_CHARS: usize = 120;
 
-/// The symptom of a failure that names no cause: the first line of its message with the
-/// particulars of the case blanked out (quoted text becomes `"…"`, paths and runs of 8 or
-/// more hexadecimal digits `…`, other numbers `N`, except a status after "answered"), so
-/// that one symptom seen by several cases reads the same.
+/// The symptom of a failure that names no cause: the first line of its message (only its
+/// `got …, expected …` end when it compares typed values) with the particulars of the case
+/// blanked out (quoted text becomes `"…"`, paths and runs of 8 or more hexadecimal digits
+/// `…`, other numbers `N`, except a status after "answered"), so that one symptom seen by
+/// several cases reads the same.
 fn symptom(message: &str) -> String {
-    let line = unquote(message.lines().next().unwrap_or("").trim());
+    let mut line = message.lines().next().unwrap_or("").trim();
+    // A comparison of typed values ("etag after overwrite: got Etag(), expected Etag(…)")
+    // says more by its values than by what the case compared: `Etag()` is the symptom.
+    if let Some(at) = line.rfind(": got ")
+        && line[at..].contains('(')
+    {
+        line = &line[at + 2..];
+    }
+    let line = unquote(line);
     let mut words: Vec<String> = Vec::new();
     for word in line.split(' ') {
         let keep_numbers = words.last().is_some_and(|w| w == "answered");
@@ -708,9 +717,10 @@ mod tests {
             ),
             failed(
                 "h",
-                "etag of \"x\" from get: got Etag(), expected Etag(\"0b1c2d3e4f\")",
+                "etag after overwrite: got Etag(), expected Etag(\"0b1c2d3e4f\")",
                 None,
             ),
+            failed("i", "size from get-metadata: got 0, expected 1", None),
         ];
         let causes = r.causes();
         let show: Vec<(String, Vec<String>)> = causes
@@ -731,16 +741,17 @@ mod tests {
                         .to_owned(),
                     v(&["e", "f"])
                 ),
+                ("got Etag(), expected Etag(\"…\")".to_owned(), v(&["g", "h"])),
                 (
-                    "etag of \"…\" from get: got Etag(), expected Etag(\"…\")".to_owned(),
-                    v(&["g", "h"])
+                    "size from get-metadata: got N, expected N".to_owned(),
+                    v(&["i"])
                 ),
             ]
         );
         r.server_errors = 3;
         let text = r.to_text();
         assert!(
-            text.contains("diagnosis of 127.0.0.1:4800: 8 failed cases, 4 likely causes\n  GET sends no ETag: 2 cases (a, c)\n"),
+            text.contains("diagnosis of 127.0.0.1:4800: 9 failed cases, 5 likely causes\n  GET sends no ETag: 2 cases (a, c)\n"),
             "{text}"
         );
         assert!(

@@ -99,8 +99,11 @@ pub async fn preflight(
 
 /// One line for a failed step.
 fn explain(target: &str, what: &str, e: &Error) -> PreflightError {
-    // Transport messages repeat hyper's layers; the last part says what happened.
-    let detail = e.message();
+    // One attempt was made; the client's note about giving up says nothing here.
+    let detail = match e.message().find(" (gave up after ") {
+        Some(at) => &e.message()[..at],
+        None => e.message(),
+    };
     match e.kind() {
         ErrorKind::Unauthorized => PreflightError {
             kind: PreflightFailure::Credentials,
@@ -112,6 +115,7 @@ fn explain(target: &str, what: &str, e: &Error) -> PreflightError {
         ErrorKind::Unavailable | ErrorKind::Timeout
             if detail.contains("cannot connect") || detail.contains("connection failed") =>
         {
+            // Transport messages repeat hyper's layers; the last part says what happened.
             let cause = detail.rsplit(": ").next().unwrap_or(detail);
             PreflightError {
                 kind: PreflightFailure::Unreachable,
@@ -147,7 +151,7 @@ mod tests {
     fn failures_read_as_one_line_naming_the_target() {
         let refused = Error::new(
             ErrorKind::Unavailable,
-            "GET site:s/k: cannot connect: client error (Connect): tcp connect error: Connection refused (os error 111)",
+            "GET site:s/k: cannot connect: client error (Connect): tcp connect error: Connection refused (os error 111) (gave up after 1 attempts in 0 ms)",
         );
         let e = explain("http://127.0.0.1:9", "read", &refused);
         assert_eq!(e.kind, PreflightFailure::Unreachable);
