@@ -89,7 +89,9 @@ pub use case::CaseInfo;
 pub use cases::keys::awkward_keys;
 pub use factory::{InstanceFactory, SharedFactory};
 pub use options::{CASES_ENV, Capabilities, CaseHook, FILTER_ENV, Options, SEED_ENV, parse_seed};
-pub use report::{CaseReport, Progress, Report, Scope, Verdict, junit, markdown_matrix};
+pub use report::{
+    CaseReport, Cause, Progress, Report, Scope, Verdict, junit, markdown_diagnosis, markdown_matrix,
+};
 pub use stamp::Backend;
 
 /// What the macros of this crate expand to; not a stable API.

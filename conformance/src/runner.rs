@@ -67,7 +67,10 @@ pub(crate) async fn run_cases(
     let total = selected.len();
     for (index, case) in selected.into_iter().enumerate() {
         let case_started = Instant::now();
-        let missing = case.needs.iter().find_map(|n| n.missing(&caps));
+        let missing = case
+            .needs
+            .iter()
+            .find_map(|n| n.missing(&caps, factory.as_ref()));
         let verdict = if let Some(reason) = missing {
             Verdict::Skipped {
                 reason: reason.to_owned(),
@@ -114,6 +117,7 @@ pub(crate) async fn run_cases(
             area: case.area.to_owned(),
             scope: case.scope,
             verdict,
+            cause: None,
             millis: case_started.elapsed().as_millis() as u64,
         });
         if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {

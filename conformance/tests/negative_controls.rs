@@ -66,8 +66,9 @@ async fn memory_fails_every_cross_instance_case_and_passes_every_single_instance
     assert!(cross >= 15, "only {cross} cross-instance cases");
     for case in &report.cases {
         match case.scope {
+            // Skipped: the crash case, whose instances must be processes.
             Scope::CrossInstance => assert!(
-                case.failed(),
+                case.failed() || case.skipped(),
                 "memory passed the cross-instance case {}: the suite has no teeth there",
                 case.name
             ),
@@ -121,7 +122,7 @@ async fn a_shared_store_passes_everything() {
     )
     .await;
     report.assert_passed();
-    assert!(report.cases.iter().all(|c| c.passed()));
+    assert!(report.cases.iter().all(|c| c.passed() || c.skipped()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,24 @@ fn random_token() -> Result<String> {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.current_dir(root());
+    // `cargo run` hands xtask the variables of its own package. Build scripts that watch one
+    // of them (ring's watches CARGO_MANIFEST_DIR) would see a change and rebuild, with every
+    // crate above them, here and again in the next plain cargo command.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd
 }
 
