@@ -84,6 +84,8 @@ pub fn backend_label(spec: &str, processes: bool) -> String {
         Ok(StoreSpec::Memory) => "memory",
         Ok(StoreSpec::File(_)) => "file",
         Ok(StoreSpec::Http { .. }) => "http",
+        Ok(StoreSpec::S3 { .. }) => "s3",
+        Ok(StoreSpec::Postgres(_)) => "postgres",
         Ok(StoreSpec::Netlify(_)) | Err(_) => "netlify",
     };
     if processes {
