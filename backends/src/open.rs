@@ -757,6 +757,95 @@ mod tests {
     }
 
     #[test]
+    fn s3_specs_parse_and_refuse_keys_without_repeating_them() {
+        let spec = StoreSpec::parse(
+            "s3://bucket/a/b/?endpoint=http%3A%2F%2F127.0.0.1%3A8333&region=eu-west-1",
+        )
+        .unwrap();
+        assert_eq!(
+            spec,
+            StoreSpec::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into(),
+                endpoint: Some("http://127.0.0.1:8333".into()),
+                region: Some("eu-west-1".into()),
+            }
+        );
+        for bad in [
+            "s3://AKIAHUNTER2:hunter2secret@bucket",
+            "s3://bucket?secret_access_key=hunter2secret",
+            "s3://bucket?aws_session_token=hunter2secret",
+            "s3://?endpoint=http://x",
+            "s3://bucket?endpoint=",
+            "s3://bucket?colour=blue",
+        ] {
+            let err = StoreSpec::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_keys_come_from_the_environment_and_never_show() {
+        let spec = "s3://bucket/p?endpoint=http://127.0.0.1:1";
+        let err = open_store_with(spec, "s", &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "AKIATESTKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2secret"),
+            ("AWS_SESSION_TOKEN", "hunter2token"),
+        ];
+        let store = open_store_with(spec, "s", &env(&keys)).unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("127.0.0.1:1/bucket"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("AKIATESTKEY"), "{text}");
+    }
+
+    #[test]
+    fn postgres_specs_hide_the_password() {
+        let spec = StoreSpec::parse("postgres://me:hunter2secret@db.internal:6543/jobs?sslmode=disable")
+            .unwrap();
+        let text = format!("{spec:?}");
+        assert_eq!(text, "Postgres(PgUrl(postgres://db.internal:6543/jobs))");
+        assert!(StoreSpec::parse("postgresql://h/db").is_ok());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_specs_fill_gaps_from_pg_variables_and_never_show_the_password() {
+        let options = env(&[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "jobs"),
+            ("PGPASSWORD", "hunter2secret"),
+            ("PGDATABASE", "blobs"),
+        ]);
+        let store = open_store_with("postgres://", "s", &options).unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("127.0.0.1:6543/blobs"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let store = open_store_with(
+            "postgres://u:hunter2secret@127.0.0.1:7000/x?pool_size=2",
+            "s",
+            &env(&[]),
+        )
+        .unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("127.0.0.1:7000/x") && !text.contains("hunter2"), "{text}");
+        for bad in [
+            "postgres://u:hunter2secret@h/db?pool_size=0",
+            "postgres://u@h/db?password=hunter2secret",
+            "postgres://u:hunter2secret@h:notaport/db",
+        ] {
+            let err = open_store_with(bad, "s", &env(&[])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
     fn memory_and_file_specs_open() {
         assert!(open_store("memory://", "s").is_ok());
         assert!(open_store("memory://", "").is_err());
