@@ -800,13 +800,17 @@ mod tests {
         let store = open_store_with(spec, "s", &env(&keys)).unwrap();
         let text = format!("{store:?}");
         assert!(text.contains("127.0.0.1:1/bucket"), "{text}");
-        assert!(!text.contains("hunter2") && !text.contains("AKIATESTKEY"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("AKIATESTKEY"),
+            "{text}"
+        );
     }
 
     #[test]
     fn postgres_specs_hide_the_password() {
-        let spec = StoreSpec::parse("postgres://me:hunter2secret@db.internal:6543/jobs?sslmode=disable")
-            .unwrap();
+        let spec =
+            StoreSpec::parse("postgres://me:hunter2secret@db.internal:6543/jobs?sslmode=disable")
+                .unwrap();
         let text = format!("{spec:?}");
         assert_eq!(text, "Postgres(PgUrl(postgres://db.internal:6543/jobs))");
         assert!(StoreSpec::parse("postgresql://h/db").is_ok());
@@ -833,7 +837,10 @@ mod tests {
         )
         .unwrap();
         let text = format!("{store:?}");
-        assert!(text.contains("127.0.0.1:7000/x") && !text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:7000/x") && !text.contains("hunter2"),
+            "{text}"
+        );
         for bad in [
             "postgres://u:hunter2secret@h/db?pool_size=0",
             "postgres://u@h/db?password=hunter2secret",

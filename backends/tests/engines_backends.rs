@@ -62,9 +62,18 @@ mod s3 {
             .build()
             .unwrap();
         let path = Path::from("raw/abc");
-        let first = raw.put(&path, PutPayload::from_static(b"same")).await.unwrap();
-        let second = raw.put(&path, PutPayload::from_static(b"same")).await.unwrap();
-        assert_eq!(first.e_tag, second.e_tag, "SeaweedFS's etag is a content hash");
+        let first = raw
+            .put(&path, PutPayload::from_static(b"same"))
+            .await
+            .unwrap();
+        let second = raw
+            .put(&path, PutPayload::from_static(b"same"))
+            .await
+            .unwrap();
+        assert_eq!(
+            first.e_tag, second.e_tag,
+            "SeaweedFS's etag is a content hash"
+        );
 
         // The store: every write a new ETag, and the old one never matches again.
         let store = weed.store("etags", &fresh("s"));
@@ -79,7 +88,12 @@ mod s3 {
             .unwrap();
         assert_eq!(stale, SetOutcome::ConditionFailed);
         // A change of metadata alone is a new version too.
-        let e3 = written(store.set("job", "same".into(), SetOptions::new()).await.unwrap());
+        let e3 = written(
+            store
+                .set("job", "same".into(), SetOptions::new())
+                .await
+                .unwrap(),
+        );
         assert_ne!(e3, e2);
         let stale = store
             .set("job", "x".into(), SetOptions::new().if_match(e2))
@@ -105,7 +119,10 @@ mod s3 {
             .await
             .unwrap();
         assert_eq!(store.get("k").await.unwrap().unwrap().info.metadata, meta);
-        assert_eq!(store.get_metadata("k").await.unwrap().unwrap().metadata, meta);
+        assert_eq!(
+            store.get_metadata("k").await.unwrap().unwrap().metadata,
+            meta
+        );
     }
 
     /// A value longer than one part streams in as a multipart upload and out again; a
@@ -137,7 +154,12 @@ mod s3 {
         assert_eq!(listed.blobs[0].size, whole.len() as u64);
 
         let cond = store
-            .set_stream("big", stream_of(value.clone()), None, SetOptions::new().if_new())
+            .set_stream(
+                "big",
+                stream_of(value.clone()),
+                None,
+                SetOptions::new().if_new(),
+            )
             .await
             .unwrap();
         assert_eq!(cond, SetOutcome::ConditionFailed);
@@ -154,7 +176,10 @@ mod s3 {
 
         // A body that breaks after 9 MiB (past the first part) writes nothing.
         let mut broken: Vec<Result<Bytes>> = value[..9].iter().cloned().map(Ok).collect();
-        broken.push(Err(blobjobs_store_api::Error::new(ErrorKind::Io, "client went away")));
+        broken.push(Err(blobjobs_store_api::Error::new(
+            ErrorKind::Io,
+            "client went away",
+        )));
         let body: blobjobs_store_api::ByteStream = Box::pin(futures_util::stream::iter(broken));
         let err = store
             .set_stream("broken", body, None, SetOptions::new())
@@ -164,13 +189,23 @@ mod s3 {
         assert!(store.get_metadata("broken").await.unwrap().is_none());
         // Over the caller's limit: refused, nothing written.
         let err = store
-            .set_stream("limited", stream_of(value), Some(10 << 20), SetOptions::new())
+            .set_stream(
+                "limited",
+                stream_of(value),
+                Some(10 << 20),
+                SetOptions::new(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
         assert!(store.get_metadata("limited").await.unwrap().is_none());
         let small = store
-            .set_stream("small", once_stream("s".into()), None, SetOptions::new().if_new())
+            .set_stream(
+                "small",
+                once_stream("s".into()),
+                None,
+                SetOptions::new().if_new(),
+            )
             .await
             .unwrap();
         assert!(small.is_written());
@@ -186,8 +221,14 @@ mod s3 {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
         let text = format!("{err} {err:?}");
-        assert!(!text.contains("hunter2") && !text.contains(weed.secret_key()), "{text}");
-        assert!(text.contains(&format!("127.0.0.1:{}", weed.port())), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains(weed.secret_key()),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", weed.port())),
+            "{text}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,14 +237,20 @@ mod s3 {
         let spec = format!("s3://bucket/p?endpoint=http://127.0.0.1:{port}");
         let env = vec![
             ("AWS_ACCESS_KEY_ID".to_owned(), "AKIADOWN".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY".to_owned(), "hunter2secret".to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                "hunter2secret".to_owned(),
+            ),
         ];
         let err = open_store_checked(&spec, "s", &options(env.clone()))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(err.is_retryable());
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
         assert!(!format!("{err} {err:?}").contains("hunter2"));
         super::example_fails_cleanly(&spec, &env, port);
     }
@@ -246,7 +293,10 @@ mod postgres {
         let pg = shared_postgres().await;
         let admin = sql(pg).await;
         let db = format!("schema_{}", blobjobs_test_support::engines::random_hex(4));
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
         let spec = pg.spec().replace("/postgres?", &format!("/{db}?"));
         let opened: Vec<_> = (0..6)
             .map(|i| {
@@ -312,7 +362,9 @@ mod postgres {
         let pg = shared_postgres().await;
         let without = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
         let env = vec![("PGPASSWORD".to_owned(), pg.password().to_owned())];
-        let store = open_store_checked(&without, "s", &options(env)).await.unwrap();
+        let store = open_store_checked(&without, "s", &options(env))
+            .await
+            .unwrap();
         put(store.as_ref(), "k", b"v").await;
         let wrong = format!(
             "postgres://postgres:wrong-hunter2@127.0.0.1:{}/postgres",
@@ -335,7 +387,10 @@ mod postgres {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
         assert!(!format!("{err} {err:?}").contains("hunter2"));
         super::example_fails_cleanly(&spec, &[], port);
     }
@@ -394,7 +449,12 @@ async fn restart_story(store: Arc<dyn BlobStore>, engine: &mut impl Restart) -> 
     for i in 0..10 {
         let key = format!("before/{i}");
         let value = Bytes::from(format!("value {i}"));
-        written(store.set(&key, value.clone(), SetOptions::new().if_new()).await.unwrap());
+        written(
+            store
+                .set(&key, value.clone(), SetOptions::new().if_new())
+                .await
+                .unwrap(),
+        );
         acknowledged.push((key, value));
     }
     // A large write in flight while the engine goes down: acknowledged or not, never torn.
@@ -451,10 +511,17 @@ async fn restart_story(store: Arc<dyn BlobStore>, engine: &mut impl Restart) -> 
     }
     let stored = store.get("big").await.unwrap().map(|b| b.value);
     match &big_outcome {
-        Ok(_) => assert_eq!(stored.as_ref(), Some(&big), "an acknowledged write was lost"),
+        Ok(_) => assert_eq!(
+            stored.as_ref(),
+            Some(&big),
+            "an acknowledged write was lost"
+        ),
         Err(e) => {
             assert!(e.is_retryable(), "{e}");
-            assert!(stored.is_none() || stored.as_ref() == Some(&big), "a torn value");
+            assert!(
+                stored.is_none() || stored.as_ref() == Some(&big),
+                "a torn value"
+            );
         }
     }
     format!(

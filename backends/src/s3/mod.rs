@@ -277,21 +277,12 @@ fn build(config: &S3Config, max_retries: usize) -> Result<AmazonS3> {
         builder = builder.with_token(token.expose());
     }
     if let Some(endpoint) = &config.endpoint {
-        if endpoint.starts_with("https://") && !cfg!(feature = "tls") {
-            return Err(Error::invalid(
-                "an https s3 endpoint needs the `tls` feature of the backends crate",
-            ));
-        }
         if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
             return Err(Error::invalid(
                 "the s3 endpoint must be an http:// or https:// url",
             ));
         }
         builder = builder.with_endpoint(endpoint);
-    } else if !cfg!(feature = "tls") {
-        return Err(Error::invalid(
-            "aws s3 needs the `tls` feature of the backends crate",
-        ));
     }
     // The builder's errors name the setting, never its value.
     builder
@@ -299,9 +290,9 @@ fn build(config: &S3Config, max_retries: usize) -> Result<AmazonS3> {
         .map_err(|e| Error::invalid(format!("bad s3 configuration: {e}")))
 }
 
-/// Builds `object_store`'s HTTP client: reqwest with the timeouts of the configuration and,
-/// with the `tls` feature, rustls on ring and the webpki roots, as the rest of the crate,
-/// instead of the aws-lc provider that `object_store`'s `aws` feature would compile in.
+/// Builds `object_store`'s HTTP client: reqwest with the timeouts of the configuration and
+/// rustls on ring with the webpki roots, as the rest of the crate, instead of the aws-lc
+/// provider that `object_store`'s `aws` feature would compile in.
 #[derive(Debug)]
 struct Connector {
     request_timeout: Duration,
@@ -318,7 +309,6 @@ impl HttpConnector for Connector {
             store: "S3",
             source: e,
         };
-        #[cfg(feature = "tls")]
         let builder =
             builder.tls_backend_preconfigured(tls_config().map_err(|e| generic(Box::new(e)))?);
         let client = builder.build().map_err(|e| generic(Box::new(e)))?;
@@ -326,7 +316,6 @@ impl HttpConnector for Connector {
     }
 }
 
-#[cfg(feature = "tls")]
 fn tls_config() -> std::result::Result<rustls::ClientConfig, rustls::Error> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
