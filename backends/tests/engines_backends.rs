@@ -211,6 +211,22 @@ mod s3 {
         assert!(small.is_written());
     }
 
+    /// A sibling store shares the connections and is the same store as one opened anew.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn siblings_are_the_stores_of_their_names() {
+        let weed = shared_seaweedfs().await;
+        let (a, b) = (fresh("a"), fresh("b"));
+        let mut config = weed.config();
+        config.prefix = "siblings".to_owned();
+        let first = blobjobs_backends::S3Store::open(&config, &a).unwrap();
+        let sibling = first.sibling(&b).unwrap();
+        put(&sibling, "k", b"from the sibling").await;
+        assert!(first.get("k").await.unwrap().is_none());
+        let opened = weed.store("siblings", &b);
+        let blob = opened.get("k").await.unwrap().unwrap();
+        assert_eq!(blob.value.as_ref(), b"from the sibling");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wrong_keys_are_unauthorized_and_never_shown() {
         let weed = shared_seaweedfs().await;
@@ -355,6 +371,20 @@ mod postgres {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    }
+
+    /// A sibling store shares the pool and is the same store as one opened anew.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn siblings_are_the_stores_of_their_names() {
+        let pg = shared_postgres().await;
+        let (a, b) = (fresh("a"), fresh("b"));
+        let config = blobjobs_backends::postgres::PgConfig::parse(&pg.spec(), &|_| None).unwrap();
+        let first = blobjobs_backends::PgStore::open(&config, &a).unwrap();
+        let sibling = first.sibling(&b).unwrap();
+        put(&sibling, "k", b"from the sibling").await;
+        assert!(first.get("k").await.unwrap().is_none());
+        let blob = pg.store(&b).get("k").await.unwrap().unwrap();
+        assert_eq!(blob.value.as_ref(), b"from the sibling");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,8 +218,9 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    /// Set once this handle has checked (and if need be created) the schema.
-    schema: OnceCell<()>,
+    /// Set once this handle's pool has checked (and if need be created) the schema; shared
+    /// by its siblings.
+    schema: Arc<OnceCell<()>>,
     store: Vec<u8>,
     name: String,
     /// `host:port/database`, for messages.
@@ -257,10 +258,25 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
-                schema: OnceCell::new(),
+                schema: Arc::new(OnceCell::new()),
                 store: name.as_bytes().to_vec(),
                 name: name.to_owned(),
                 server: config.server(),
+            }),
+        })
+    }
+
+    /// The store called `name` in the same database, on this handle's connection pool: a
+    /// server holding many stores (a catalog) keeps one pool, not one per store.
+    pub fn sibling(&self, name: &str) -> Result<PgStore> {
+        validate_store_name(name)?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool: self.inner.pool.clone(),
+                schema: self.inner.schema.clone(),
+                store: name.as_bytes().to_vec(),
+                name: name.to_owned(),
+                server: self.inner.server.clone(),
             }),
         })
     }

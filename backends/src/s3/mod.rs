@@ -198,6 +198,8 @@ struct Inner {
     retrying: AmazonS3,
     /// Conditional writes: sent once, their failures resolved by reading back.
     once: AmazonS3,
+    /// The configuration's prefix, without a trailing `/`.
+    prefix: String,
     /// The store's directory, `PREFIX/enc(name)`.
     dir: String,
     /// `host:port/bucket`, for messages.
@@ -234,19 +236,14 @@ impl S3Store {
         if config.part_size < 5 * 1024 * 1024 {
             return Err(Error::invalid("s3 multipart parts must be at least 5 MiB"));
         }
-        let mut dir = String::new();
-        if !prefix.is_empty() {
-            dir.push_str(prefix);
-            dir.push('/');
-        }
-        names::encode_into(name, &mut dir);
         let retrying = build(config, config.max_attempts.saturating_sub(1))?;
         let once = build(config, 0)?;
         Ok(S3Store {
             inner: Arc::new(Inner {
                 retrying,
                 once,
-                dir,
+                prefix: prefix.to_owned(),
+                dir: dir_of(prefix, name),
                 place: config.place(),
                 name: name.to_owned(),
                 part_size: config.part_size,
@@ -254,6 +251,36 @@ impl S3Store {
             }),
         })
     }
+
+    /// The store called `name` in the same bucket and prefix, on this handle's connections:
+    /// a server holding many stores (a catalog) opens one client, not one per store.
+    pub fn sibling(&self, name: &str) -> Result<S3Store> {
+        validate_store_name(name)?;
+        let inner = &self.inner;
+        Ok(S3Store {
+            inner: Arc::new(Inner {
+                retrying: inner.retrying.clone(),
+                once: inner.once.clone(),
+                prefix: inner.prefix.clone(),
+                dir: dir_of(&inner.prefix, name),
+                place: inner.place.clone(),
+                name: name.to_owned(),
+                part_size: inner.part_size,
+                max_conditional_stream: inner.max_conditional_stream,
+            }),
+        })
+    }
+}
+
+/// The directory of store `name`: `PREFIX/enc(name)`.
+fn dir_of(prefix: &str, name: &str) -> String {
+    let mut dir = String::new();
+    if !prefix.is_empty() {
+        dir.push_str(prefix);
+        dir.push('/');
+    }
+    names::encode_into(name, &mut dir);
+    dir
 }
 
 fn build(config: &S3Config, max_retries: usize) -> Result<AmazonS3> {
