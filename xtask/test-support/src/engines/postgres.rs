@@ -21,9 +21,15 @@ pub const BIN_ENV: &str = "BLOBJOBS_PG_BIN";
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 fn bin_dir() -> PathBuf {
-    let dir = std::env::var_os(BIN_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
+    checked_bin_dir(
+        std::env::var_os(BIN_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN)),
+    )
+}
+
+/// `dir`, if it holds `initdb` and `postgres`; otherwise a panic naming the install step.
+fn checked_bin_dir(dir: PathBuf) -> PathBuf {
     for tool in ["initdb", "postgres"] {
         assert!(
             dir.join(tool).is_file(),
@@ -258,4 +264,16 @@ pub async fn shared_postgres() -> &'static Postgres {
             pg
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "install the server with `apt-get install -y postgresql-15`")]
+    fn missing_binaries_name_the_install_step() {
+        let empty = tempfile::tempdir().unwrap();
+        checked_bin_dir(empty.path().to_path_buf());
+    }
 }

