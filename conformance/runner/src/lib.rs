@@ -114,6 +114,8 @@ pub fn backend_label(spec: &str, processes: bool) -> String {
             .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_owned())
             .filter(|authority| !authority.is_empty())
             .unwrap_or_else(|| "http".to_owned()),
+        Ok(StoreSpec::S3 { .. }) => "s3".to_owned(),
+        Ok(StoreSpec::Postgres(_)) => "postgres".to_owned(),
         Ok(StoreSpec::Netlify(_)) | Err(_) => "netlify".to_owned(),
     };
     if processes {
@@ -130,6 +132,9 @@ pub fn target_label(spec: &str) -> String {
         Ok(StoreSpec::Memory) => "memory://".to_owned(),
         Ok(StoreSpec::File(path)) => format!("file://{}", path.display()),
         Ok(StoreSpec::Http { url, .. }) => url,
+        Ok(StoreSpec::S3 { bucket, prefix, .. }) if prefix.is_empty() => format!("s3://{bucket}"),
+        Ok(StoreSpec::S3 { bucket, prefix, .. }) => format!("s3://{bucket}/{prefix}"),
+        Ok(StoreSpec::Postgres(url)) => url.redacted(),
         Ok(StoreSpec::Netlify(_)) | Err(_) => {
             "the Netlify Blobs store of NETLIFY_BLOBS_CONTEXT".to_owned()
         }

@@ -1,7 +1,8 @@
 //! Helpers shared by the workspace's tests and benchmarks, kept once instead of included by
 //! path into several test binaries: small `BlobStore` helpers, a harness that re-runs the
 //! current test binary as a child process, the `serverless_jobs` example run as separate
-//! processes, the setup of the interop tests with the official npm client, a recording and
+//! processes, real storage engines (SeaweedFS's S3 gateway, PostgreSQL) started on free
+//! loopback ports, the setup of the interop tests with the official npm client, a recording and
 //! fault-injecting stand-in for a Netlify Blobs server and, with the `bench` feature, the
 //! benchmark bodies that several benches share.
 //!
@@ -14,6 +15,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod child;
+pub mod engines;
 pub mod example;
 pub mod fake_server;
 pub mod interop;
