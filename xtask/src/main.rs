@@ -110,6 +110,53 @@ fn run(step: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// Where `cargo xtask ci` verifies packages: a target folder of its own, so that every
+/// artifact of a `blobjobs-*` package in it comes from the packaged copies.
+const PACKAGE_TARGET: &str = "target/package-check";
+
+/// Forgets what earlier `cargo package` runs left of this workspace's own packages. Cargo
+/// verifies a package against its siblings through a local registry under `target/package`;
+/// it extracts each sibling into `$CARGO_HOME/registry/src/<that registry>/NAME-VERSION` only
+/// if that folder does not exist yet, and it never rebuilds a registry package whose version
+/// it has built before. With the version unchanged, a later run would verify against stale
+/// copies. These names are published nowhere else, so nothing else lives under them.
+fn forget_packaged_sources(root: &Path) -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut folders: Vec<PathBuf> = Vec::new();
+    if let Some(src) = home.map(|h| h.join("registry").join("src"))
+        && let Ok(registries) = std::fs::read_dir(&src)
+    {
+        folders.extend(registries.flatten().map(|r| r.path()));
+    }
+    let built = root.join(PACKAGE_TARGET).join("debug");
+    folders.extend(["deps", ".fingerprint", "build"].map(|d| built.join(d)));
+    for folder in folders {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !["blobjobs-", "blobjobs_", "libblobjobs_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
     let mut fmt = cargo();
@@ -135,9 +182,12 @@ fn ci() -> Result<()> {
 
     // Every publishable package must package and build on its own, as crates.io would see
     // it (cargo packages the workspace together, so unpublished siblings resolve locally).
+    forget_packaged_sources(&root())?;
     let mut package = cargo();
     package.args([
         "package",
+        "--target-dir",
+        PACKAGE_TARGET,
         "--workspace",
         "--exclude",
         "xtask",
