@@ -717,8 +717,8 @@ async fn every_bad_request_gets_its_status_and_none_a_5xx_or_a_hang() {
                 continue;
             }
             Outcome::Closed => Expect::Closed,
-            Outcome::Reset => {
-                wrong.push(format!("{}: connection reset", case.name));
+            Outcome::Reset | Outcome::Refused => {
+                wrong.push(format!("{}: {outcome:?}", case.name));
                 continue;
             }
         };
@@ -898,7 +898,7 @@ proptest! {
         match &outcome {
             Outcome::Response(answer) => prop_assert!(answer.status < 500, "{shown:?} -> {outcome:?}"),
             Outcome::Closed | Outcome::Reset => {}
-            Outcome::Hang => prop_assert!(false, "{shown:?} got no answer"),
+            Outcome::Hang | Outcome::Refused => prop_assert!(false, "{shown:?}: {outcome:?}"),
         }
         let errors = logged_errors();
         prop_assert!(errors.is_empty(), "{shown:?} was logged as an error: {errors:?}");

@@ -1,6 +1,7 @@
 //! Test support: an emulator served in-process on 127.0.0.1:0, and a small raw HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod binary;
 pub mod raw;
 
 use std::net::SocketAddr;

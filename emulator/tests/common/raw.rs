@@ -27,6 +27,8 @@ pub enum Outcome {
     Reset,
     /// Nothing came within the time limit.
     Hang,
+    /// Nobody listens at the address.
+    Refused,
 }
 
 /// A response as read off the wire.
@@ -68,7 +70,9 @@ pub async fn exchange(
     limit: Duration,
 ) -> Outcome {
     let started = Instant::now();
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return Outcome::Refused;
+    };
     let (mut reader, mut writer) = stream.into_split();
     let head_request = request.starts_with(b"HEAD ");
     let request = request.to_vec();
