@@ -101,7 +101,9 @@ pub async fn serve_app(
             Err(err) => {
                 // Out of file descriptors: an idle connection gives one back. Anything else is
                 // transient too: wait, go on.
-                let out_of_files = matches!(err.raw_os_error(), Some(23 | 24));
+                use rustix::io::Errno;
+                let errno = Errno::from_io_error(&err);
+                let out_of_files = matches!(errno, Some(Errno::MFILE | Errno::NFILE));
                 if !(out_of_files && connections.close_one_idle()) {
                     tracing::warn!(error = %err, "accept failed");
                 }

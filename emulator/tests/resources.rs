@@ -137,18 +137,23 @@ async fn a_client_that_stops_reading_loses_its_connection() {
 }
 
 /// Makes `count` keys in the catalog store `site-1/site:big` under `root`, as the emulator's
-/// catalog names it: one blob written through the file backend, then hard links to its file
-/// under every other key's path (a valid blob file each, made in microseconds).
+/// catalog names it: a blob written through the file backend, then hard links to its file
+/// under the next keys' paths (a valid blob file each, made in microseconds), a new blob every
+/// 50,000 keys (ext4 allows 65,000 links to a file).
 async fn fill_store(root: &std::path::Path, count: u64) {
     let store = FileStore::open(root, "site-1/site:big", FileOptions { fsync: false }).unwrap();
     let key = |i: u64| format!("dir{:02}/key-{i:07}", i % 20);
-    store
-        .set(&key(0), Bytes::from_static(b"v"), SetOptions::new())
-        .await
-        .unwrap();
-    let first = store.key_path(&key(0)).unwrap();
-    for i in 1..count {
-        std::fs::hard_link(&first, store.key_path(&key(i)).unwrap()).unwrap();
+    let mut first = std::path::PathBuf::new();
+    for i in 0..count {
+        if i % 50_000 == 0 {
+            store
+                .set(&key(i), Bytes::from_static(b"v"), SetOptions::new())
+                .await
+                .unwrap();
+            first = store.key_path(&key(i)).unwrap();
+        } else {
+            std::fs::hard_link(&first, store.key_path(&key(i)).unwrap()).unwrap();
+        }
     }
 }
 

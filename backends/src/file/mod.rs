@@ -188,8 +188,8 @@
 //! read for such a listing join the cache only if the stamp read after reading them is still the
 //! same and the cache still holds that stamp. Any other listing walks again.
 //!
-//! *Memory.* Every cache charges an estimate of its size (about 100 bytes per key plus the key,
-//! and 64 more per header) to a budget: [`DEFAULT_LIST_CACHE_BYTES`] per handle opened on its
+//! *Memory.* Every cache charges an estimate of its size (about 140 bytes per key plus the key,
+//! and 80 more per header) to a budget: [`DEFAULT_LIST_CACHE_BYTES`] per handle opened on its
 //! own, one shared budget for all handles of a [`Catalog`](crate::Catalog)
 //! ([`Catalog::set_list_cache_bytes`](crate::Catalog::set_list_cache_bytes), the emulator's
 //! `--list-cache-bytes`). A walk that fits empties the least recently used caches of other stores

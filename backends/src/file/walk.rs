@@ -191,70 +191,68 @@ impl Inner {
 /// walk fills the page; another follows, from the last item on, only when items fed to the
 /// [`Paginator`] turn out to be skipped (such as the directory a cursor points past).
 fn bounded_page(options: &ListOptions, walk: &mut KeyWalk<'_>) -> Result<PageParts> {
-    {
-        let mut pager = Paginator::new(options)?;
-        let wanted = options
-            .page_size
-            .unwrap_or(blobjobs_store_api::list::DEFAULT_PAGE_SIZE)
-            + 1;
-        let mut from = From::Key(pager.start_key().to_owned());
-        loop {
-            let mut first = FirstItems::new(wanted, options);
-            walk(&mut |key| {
-                if from.admits(&key) {
-                    first.offer(key);
-                }
-            })?;
-            let (items, complete) = first.finish();
-            let mut last = None;
-            let mut stopped = false;
-            for key in items {
-                if pager.push(bare_entry(key.clone())) == Flow::Stop {
-                    stopped = true;
-                    break;
-                }
-                last = Some(key);
+    let mut pager = Paginator::new(options)?;
+    let wanted = options
+        .page_size
+        .unwrap_or(blobjobs_store_api::list::DEFAULT_PAGE_SIZE)
+        + 1;
+    let mut from = Start::Key(pager.start_key().to_owned());
+    loop {
+        let mut first = FirstItems::new(wanted, options);
+        walk(&mut |key| {
+            if from.admits(&key) {
+                first.offer(key);
             }
-            match last {
-                Some(last) if !stopped && !complete => {
-                    from = From::after(&last, options);
-                }
-                _ => break,
+        })?;
+        let (items, complete) = first.finish();
+        let mut last = None;
+        let mut stopped = false;
+        for key in items {
+            if pager.push(bare_entry(key.clone())) == Flow::Stop {
+                stopped = true;
+                break;
             }
+            last = Some(key);
         }
-        let page = pager.finish();
-        let known = vec![None; page.blobs.len()];
-        Ok((page, known))
+        match last {
+            Some(last) if !stopped && !complete => {
+                from = Start::after(&last, options);
+            }
+            _ => break,
+        }
     }
+    let page = pager.finish();
+    let known = vec![None; page.blobs.len()];
+    Ok((page, known))
 }
 
 /// A walk over the keys under a prefix: it calls the visitor it is given once per key.
 type KeyWalk<'a> = dyn FnMut(&mut dyn FnMut(String)) -> Result<()> + 'a;
 
 /// Where a bounded walk starts.
-enum From {
+enum Start {
     /// At this key and after it.
     Key(String),
     /// After this key.
     After(String),
 }
 
-impl From {
+impl Start {
     /// Where the walk goes on after `last`, the first key of the last item fed: past the item,
     /// which in directories mode is every key of its directory.
-    fn after(last: &str, options: &ListOptions) -> From {
+    fn after(last: &str, options: &ListOptions) -> Start {
         match directory_of(last, options) {
             // Every key under `dir/` sorts below `dir0`, and every other key above `dir/…`
             // sorts at or above it ('0' follows '/').
-            Some(dir) => From::Key(format!("{dir}0")),
-            None => From::After(last.to_owned()),
+            Some(dir) => Start::Key(format!("{dir}0")),
+            None => Start::After(last.to_owned()),
         }
     }
 
     fn admits(&self, key: &str) -> bool {
         match self {
-            From::Key(k) => key >= k.as_str(),
-            From::After(k) => key > k.as_str(),
+            Start::Key(k) => key >= k.as_str(),
+            Start::After(k) => key > k.as_str(),
         }
     }
 }
