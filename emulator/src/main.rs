@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use blobjobs_backends::Catalog;
 use blobjobs_backends::http::Token;
-use blobjobs_emulator::config::{DEFAULT_MAX_BLOB_SIZE, DEFAULT_PORT, DEFAULT_SITE_ID};
+use blobjobs_emulator::config::{
+    self as limits, DEFAULT_MAX_BLOB_SIZE, DEFAULT_PORT, DEFAULT_SITE_ID,
+};
 use blobjobs_emulator::{BlobsContext, Config};
 use clap::{Args, Parser, Subcommand};
 use cli::client::{DeleteArgs, EnvArgs, GetArgs, ListArgs, SetArgs};
@@ -85,6 +87,26 @@ struct ServeArgs {
     #[arg(long, env = "BLOBS_EMULATOR_LIST_PAGE_SIZE",
         default_value_t = blobjobs_store_api::list::DEFAULT_PAGE_SIZE)]
     list_page_size: usize,
+    /// Most connections served at once (never more than half of `ulimit -n`); at the limit,
+    /// the connection idle the longest is closed to make room.
+    #[arg(long, env = "BLOBS_EMULATOR_MAX_CONNECTIONS",
+        default_value_t = limits::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Seconds a request's headers may take to arrive; idle connections close after it.
+    #[arg(long, env = "BLOBS_EMULATOR_HEADER_TIMEOUT", value_name = "SECONDS",
+        default_value_t = limits::DEFAULT_HEADER_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds an upload or a download may make no progress before its connection closes.
+    #[arg(long, env = "BLOBS_EMULATOR_IDLE_TIMEOUT", value_name = "SECONDS",
+        default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Memory the listing caches may hold together, in bytes or with a KiB/MiB/GiB suffix.
+    #[arg(long, env = "BLOBS_EMULATOR_LIST_CACHE_BYTES", value_parser = parse_size,
+        default_value_t = limits::DEFAULT_LIST_CACHE_BYTES as u64)]
+    list_cache_bytes: u64,
     /// Site ID written into the printed NETLIFY_BLOBS_CONTEXT (any site is served).
     #[arg(long, env = "BLOBS_EMULATOR_SITE", default_value = DEFAULT_SITE_ID)]
     site: String,
@@ -134,7 +156,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let (catalog, storage) = open_catalog(&args)?;
     let config = Config::new(catalog, token.clone())
         .max_blob_size(args.max_blob_size)
-        .list_page_size(args.list_page_size);
+        .list_page_size(args.list_page_size)
+        .max_connections(args.max_connections)
+        .header_timeout(std::time::Duration::from_secs(args.header_timeout))
+        .idle_timeout(std::time::Duration::from_secs(args.idle_timeout))
+        .list_cache_bytes(usize::try_from(args.list_cache_bytes).unwrap_or(usize::MAX));
     // Building the handler first rejects a bad configuration before anything is printed.
     let app = blobjobs_emulator::App::new(config)?;
     let listener = cli::net::bind(&args.host, args.port).await?;
