@@ -1,7 +1,8 @@
 //! Helpers shared by the workspace's tests and benchmarks, kept once instead of included by
 //! path into several test binaries: small `BlobStore` helpers, a harness that re-runs the
 //! current test binary as a child process, the `serverless_jobs` example run as separate
-//! processes, the setup of the interop tests with the official npm client, a recording and
+//! processes, the setup of the interop tests with the official npm client, Debian's Chromium
+//! for the browser test, the npm packages packed from their tarballs, a recording and
 //! fault-injecting stand-in for a Netlify Blobs server and, with the `bench` feature, the
 //! benchmark bodies that several benches share.
 //!
@@ -13,6 +14,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod browser;
 pub mod child;
 pub mod example;
 pub mod fake_server;

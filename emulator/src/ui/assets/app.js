@@ -396,8 +396,8 @@
       },
       el('td', { class: 'key mono', text: k.key }),
       el('td', { class: 'num', text: size(k.size) }),
-      el('td', { text: time(k.lastModified) }),
-      el('td', { class: 'mono', text: k.etag.slice(0, 10), title: k.etag }),
+      el('td', { class: 'nowrap', text: time(k.lastModified) }),
+      el('td', { class: 'mono', text: k.etag.replace(/"/g, '').slice(0, 10), title: k.etag }),
       el('td', { class: 'meta mono', text: compact(k.metadata), title: compact(k.metadata) })));
       list.replaceChildren(rows.length
         ? table(['Key', 'Size', 'Last modified', 'ETag', 'Metadata'], rows)
@@ -434,7 +434,7 @@
       tabs(site, store, 'jobs'),
       el('div', { class: 'toolbar' }, el('label', {}, 'Status ', filter), el('span', { class: 'grow' }),
         el('label', {}, live, ' Live'), el('button', { type: 'button', text: 'Refresh', onclick: () => load() })),
-      el('div', { class: 'split' }, el('div', {}, list, pages), panel));
+      el('div', { class: 'stack' }, el('div', {}, list, pages), panel));
 
     let busy = false;
     async function load() {
@@ -467,20 +467,22 @@
         el('td', {}, el('span', { class: `status status-${job.status}`, text: job.status }),
           entry.expired ? el('span', { class: 'tag', text: ' expired' }) : null),
         el('td', {}, progress
-          ? [el('progress', { max: 100, value: progress.percent }), `${progress.percent}%`,
+          ? [el('span', { class: 'nowrap' }, el('progress', { max: 100, value: progress.percent }), `${progress.percent}%`),
             progress.message ? el('div', { class: 'muted', text: progress.message }) : null]
           : el('span', { class: 'muted', text: '—' })),
         el('td', { class: 'num', text: job.attempts }),
         el('td', {}, job.lease
           ? [el('div', { class: 'mono', text: job.lease.owner }), el('div', { class: 'muted', text: relative(job.lease.expires_at - data.now) })]
           : el('span', { class: 'muted', text: '—' })),
-        el('td', { text: time(job.created_at) }),
-        el('td', { text: time(job.updated_at) }));
+        el('td', { class: 'nowrap', text: time(job.created_at) }),
+        el('td', { class: 'nowrap', text: time(job.updated_at) }));
       });
-      const note = data.other ? el('p', { class: 'note', text: `${data.other} key(s) under jobs/ on this page are not job records.` }) : null;
       list.replaceChildren(rows.length
         ? table(['Job', 'Kind', 'Status', 'Progress', 'Attempts', 'Lease', 'Created', 'Updated'], rows)
-        : el('p', { class: 'note', text: state.status ? `No ${state.status} job on this page.` : 'No job records (jobs/<id>) in this store.' }), note);
+        : el('p', { class: 'note', text: state.status ? `No ${state.status} job on this page.` : 'No job records (jobs/<id>) in this store.' }));
+      if (data.other) {
+        list.append(el('p', { class: 'note', text: `${data.other} key(s) under jobs/ on this page are not job records.` }));
+      }
       pages.replaceChildren(...pager(state, rows.length, JOBS_PER_PAGE, load));
       const selected = data.jobs.find((entry) => entry.key === preview.state.key);
       if (selected) preview.show(selected.key, selected.etag);
