@@ -6,6 +6,7 @@
 //!
 //! Needs `node` and `npm` (without them the test prints why and passes); it installs the npm
 //! packages and, when `/usr/bin/chromium` is missing, Debian's `chromium` itself.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader};
@@ -149,6 +150,7 @@ fn the_browser_view_in_chromium() {
         .args(["--test", "--test-reporter=spec", "ui.test.mjs"])
         .current_dir(&driver_dir)
         .env("CHROMIUM", &chromium)
+        .env("CHROMIUM_FLAGS", browser::FLAGS.join(" "))
         .env("BLOBS_URL", &emulator.base)
         .env("BLOBS_UI_LINK", &emulator.link)
         .env("BLOBS_TOKEN", token.trim())

@@ -6,6 +6,7 @@
 // `emulator/tests/browser.rs` starts the emulator and runs this file with node's test runner;
 // it passes everything through the environment:
 //   CHROMIUM               the browser binary (Debian's chromium)
+//   CHROMIUM_FLAGS         its flags, separated by spaces
 //   BLOBS_URL              the emulator's base URL
 //   BLOBS_UI_LINK          the signed-in link the emulator printed at start
 //   BLOBS_TOKEN            its token (typed into the login form)
@@ -31,10 +32,7 @@ const SHOTS = env('SCREENSHOTS');
 const children = new Set();
 
 // The flags for Chromium as root on a machine whose only network is the loopback.
-const FLAGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+const FLAGS = env('CHROMIUM_FLAGS').split(' ');
 
 /** Runs the serverless_jobs example; resolves with its stdout once it exits successfully. */
 function example(args) {

@@ -7,8 +7,8 @@
 //! benchmark bodies that several benches share.
 //!
 //! It is project tooling (`publish = false`): a dev-dependency of the crates, and a
-//! dependency of `xtask` (for the npm install of `interop/`). Its helpers panic on failure, as
-//! tests do, except [`interop::install`], which `xtask` calls too.
+//! dependency of `xtask` (for the npm install of `interop/` and the npm packages). Its helpers panic on failure, as
+//! tests do, except [`interop::install`] and [`npm::pack`], which `xtask` calls too.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
@@ -19,6 +19,7 @@ pub mod child;
 pub mod example;
 pub mod fake_server;
 pub mod interop;
+pub mod npm;
 mod store;
 
 use std::path::PathBuf;
