@@ -64,7 +64,8 @@ function exportLine(child, stderrTail, timeoutMs) {
       }
     });
     child.once('error', (error) => fail(new Error(`cannot start blobs-emulator: ${error.message}`)));
-    child.once('exit', (code, signal) => {
+    // 'close' comes after the output is read to its end, so the reason is in the tail.
+    child.once('close', (code, signal) => {
       const said = stderrTail.length ? `:\n${stderrTail.join('\n')}` : '';
       fail(new Error(`blobs-emulator exited (${signal || `code ${code}`}) before it was ready${said}`));
     });
