@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask ci | conformance | bench | tidy`.
+//! Project automation: `cargo xtask ci | conformance | bench | npm | tidy`.
 //!
 //! Run `cargo xtask help` for the list. Every task is a thin sequence of cargo (and npm)
 //! invocations, so that what CI runs is exactly what a contributor runs.
@@ -11,6 +11,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod bench;
 mod conformance;
+mod npm;
 mod tidy;
 
 /// Project automation for blobjobs: what CI runs is exactly what a contributor runs.
@@ -43,6 +44,9 @@ enum Task {
     /// target/bench-report/: report.md (medians, ratios and targets), throughput.svg,
     /// results.json, and the raw logs. Loopback only; every run is bounded in time.
     Bench(bench::Args),
+    /// The npm packages (launcher and startEmulator, and this platform's binary) packed
+    /// around the release build; tarballs in target/npm/
+    Npm(npm::Args),
     /// Repository hygiene checks (also part of ci)
     Tidy,
 }
@@ -57,6 +61,7 @@ fn main() -> Result<()> {
         Some(Task::Ci) => ci(),
         Some(Task::Conformance(args)) => conformance::run(&root(), args),
         Some(Task::Bench(args)) => bench::run(&root(), args),
+        Some(Task::Npm(args)) => npm::run(&root(), args),
         Some(Task::Tidy) => tidy::run(&root()),
     }
 }
@@ -287,12 +292,19 @@ mod tests {
             task(&["xtask", "bench"]),
             Ok(Some(Task::Bench(_)))
         ));
+        assert!(matches!(
+            task(&["xtask", "npm", "--out", "x"]),
+            Ok(Some(Task::Npm(npm::Args {
+                out: Some(_),
+                binary: None
+            })))
+        ));
         assert!(task(&["xtask", "nosuchtask"]).is_err());
         assert!(task(&["xtask", "ci", "--bogus"]).is_err());
         let help = task(&["xtask", "help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         let help = help.to_string();
-        for name in ["ci", "conformance", "bench", "tidy", "help"] {
+        for name in ["ci", "conformance", "bench", "npm", "tidy", "help"] {
             assert!(help.contains(&format!("  {name} ")), "{name}: {help}");
         }
         assert!(help.contains("Usage: cargo xtask"), "{help}");
