@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use blobjobs_store_api::{BlobStore, BlobStoreExt as _, Error, ErrorKind, ListOptions, Result};
 
-use crate::file::{FileOptions, FileStore, MAX_FILE_STORE_NAME_BYTES, check_store_name};
+use crate::file::{
+    DEFAULT_LIST_CACHE_BYTES, FileOptions, FileStore, ListCacheBudget, MAX_FILE_STORE_NAME_BYTES,
+    check_store_name, make_dir_all, sweep_root,
+};
 use crate::memory::MemoryStore;
 
 /// The longest catalog store name, in UTF-8 bytes. Catalog names are internal (for example
@@ -42,6 +45,8 @@ pub struct FileCatalog {
     /// handle's listing cache; emptied when it reaches [`MAX_FILE_HANDLES`], as it holds
     /// nothing but caches.
     stores: Arc<Mutex<BTreeMap<String, FileStore>>>,
+    /// The memory the listing caches of all handles may hold together.
+    list_cache: Arc<ListCacheBudget>,
 }
 
 /// The most store handles a [`FileCatalog`] keeps.
@@ -65,7 +70,7 @@ impl FileCatalog {
         if let Some(store) = stores.get(name) {
             return Ok(store.clone());
         }
-        let store = FileStore::open(&self.root, name, self.options)?;
+        let store = FileStore::open_with_budget(&self.root, name, self.options, &self.list_cache)?;
         if stores.len() >= MAX_FILE_HANDLES {
             stores.clear();
         }
@@ -80,15 +85,42 @@ impl Catalog {
         Catalog::Memory(MemoryCatalog::default())
     }
 
-    /// A catalog of durable stores under `root`, which is created if it does not exist.
+    /// A catalog of durable stores under `root`, which is created (readable by its owner only)
+    /// if it does not exist.
+    ///
+    /// Opening sweeps the temporary files that writers killed mid-write left under `root`: a
+    /// writer holds a lock on its temporary file, so only dead writers' files go, even while
+    /// other processes write the same root. The stores' listing caches share
+    /// [`DEFAULT_LIST_CACHE_BYTES`] ([`Catalog::set_list_cache_bytes`] changes it).
     pub fn file(root: PathBuf, options: FileOptions) -> Result<Self> {
-        std::fs::create_dir_all(&root)
+        make_dir_all(&root)
             .map_err(|e| Error::io(format!("cannot create store root {}", root.display()), e))?;
+        sweep_root(&root);
         Ok(Catalog::File(FileCatalog {
             root,
             options,
             stores: Arc::default(),
+            list_cache: Arc::new(ListCacheBudget::new(DEFAULT_LIST_CACHE_BYTES)),
         }))
+    }
+
+    /// Sets how many bytes the listing caches of a file catalog's stores may hold together
+    /// (their own estimate of their size); a store whose listing would need more is listed
+    /// without a cache, with memory in proportion to the page size. No effect on memory
+    /// catalogs, which hold every key anyway.
+    pub fn set_list_cache_bytes(&self, bytes: usize) {
+        if let Catalog::File(f) = self {
+            f.list_cache.set_limit(bytes);
+        }
+    }
+
+    /// How many bytes the listing caches of a file catalog hold now, by their own estimate;
+    /// 0 for memory catalogs.
+    pub fn list_cache_bytes_used(&self) -> usize {
+        match self {
+            Catalog::File(f) => f.list_cache.used(),
+            Catalog::Memory(_) => 0,
+        }
     }
 
     /// A handle on the store called `name`, created empty on first use.

@@ -8,6 +8,8 @@
 //! | `netlify://` or an empty spec | an [`HttpStore`] configured by `NETLIFY_BLOBS_CONTEXT` |
 //! | `http://HOST:PORT[/PATH]` | an [`HttpStore`] for a server such as the emulator |
 //! | `https://HOST[:PORT][/PATH]` | the same over TLS (the `tls` feature, on by default) |
+//! | `s3://BUCKET[/PREFIX]` | an [`S3Store`](crate::s3::S3Store) (the `s3` feature, on by default) |
+//! | `postgres://…` or `postgresql://…` | a [`PgStore`](crate::postgres::PgStore) (the `postgres` feature, on by default) |
 //!
 //! Netlify and `http(s)://` specs take query parameters:
 //!
@@ -23,6 +25,21 @@
 //! `NETLIFY_BLOBS_TOKEN` environment variable, **never from the spec**: a spec holding a
 //! `token` parameter or a password is refused, and error messages never repeat the spec's
 //! query.
+//!
+//! An `s3://` spec takes `endpoint=URL` (an S3-compatible engine such as
+//! `http://127.0.0.1:8333`; default `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`, then AWS
+//! itself) and `region=R` (default `AWS_REGION`, then `AWS_DEFAULT_REGION`, then
+//! `us-east-1`). Its keys come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+//! `AWS_SESSION_TOKEN` only: a spec holding a key is refused.
+//!
+//! A `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` spec is a libpq-style URL: what it leaves
+//! out comes from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD` and `PGDATABASE`; it also takes
+//! `pool_size=N` (connections per handle, default 8) and `tokio-postgres`'s parameters such as
+//! `connect_timeout=SECONDS`. Its `Debug` output and every error name the server as
+//! `host:port/db`, never the password.
+//!
+//! Opening never contacts a server; [`open_store_checked`] also makes one cheap read, so that
+//! a server that is down or refuses the credentials shows at once.
 //!
 //! `https://` endpoints (a `https://` spec, or the URLs of `NETLIFY_BLOBS_CONTEXT`, as on
 //! Netlify itself) are checked against the built-in webpki root certificates and, if
@@ -145,6 +162,47 @@ pub enum StoreSpec {
         /// Its query parameters.
         params: Params,
     },
+    /// `s3://BUCKET[/PREFIX]?endpoint=…&region=…`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Folders under which the stores live (no leading or trailing `/`).
+        prefix: String,
+        /// `endpoint`.
+        endpoint: Option<String>,
+        /// `region`.
+        region: Option<String>,
+    },
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(PgUrl),
+}
+
+/// A PostgreSQL URL, which may hold a password: its `Debug` output shows neither the
+/// password nor the rest of the user part.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// The URL as given.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL fit for messages: `postgres://HOST/DB`, without the user part (which may hold
+    /// a password) and without the query.
+    pub fn redacted(&self) -> String {
+        let rest = self.0.split_once("://").map_or("", |(_, r)| r);
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let db = path.split('?').next().unwrap_or("");
+        format!("postgres://{host}/{db}")
+    }
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgUrl({})", self.redacted())
+    }
 }
 
 impl fmt::Debug for StoreSpec {
@@ -158,6 +216,19 @@ impl fmt::Debug for StoreSpec {
                 .field("url", url)
                 .field("params", params)
                 .finish(),
+            StoreSpec::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => f
+                .debug_struct("S3")
+                .field("bucket", bucket)
+                .field("prefix", prefix)
+                .field("endpoint", endpoint)
+                .field("region", region)
+                .finish(),
+            StoreSpec::Postgres(url) => f.debug_tuple("Postgres").field(url).finish(),
         }
     }
 }
@@ -187,7 +258,7 @@ impl StoreSpec {
         }
         let Some((scheme, rest)) = spec.split_once("://") else {
             return Err(Error::invalid(
-                "a store spec looks like memory://, file://PATH, netlify:// or http://HOST:PORT",
+                "a store spec looks like memory://, file://PATH, netlify://, http://HOST:PORT, s3://BUCKET or postgres://HOST/DB",
             ));
         };
         match scheme {
@@ -235,8 +306,10 @@ impl StoreSpec {
                     params: parse_params(query)?,
                 })
             }
+            "s3" => parse_s3(rest),
+            "postgres" | "postgresql" => Ok(StoreSpec::Postgres(PgUrl(spec.to_owned()))),
             _ => Err(Error::invalid(format!(
-                "unknown store scheme {scheme:?}; use memory://, file://, netlify:// or http://"
+                "unknown store scheme {scheme:?}; use memory://, file://, netlify://, http://, s3:// or postgres://"
             ))),
         }
     }
@@ -302,8 +375,134 @@ impl StoreSpec {
                 let kind = kind_of(store_name, params);
                 Ok(Arc::new(HttpStore::open(&client, context.as_ref(), &kind)?))
             }
+            StoreSpec::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => open_s3(bucket, prefix, endpoint, region, store_name, options),
+            StoreSpec::Postgres(url) => open_postgres(url, store_name, options),
         }
     }
+}
+
+/// Parses what follows `s3://`.
+fn parse_s3(rest: &str) -> Result<StoreSpec> {
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    if bucket.contains('@') || bucket.contains(':') {
+        return Err(Error::invalid(
+            "an s3 url must not hold credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead",
+        ));
+    }
+    if bucket.is_empty() {
+        return Err(Error::invalid(
+            "an s3 url needs a bucket: s3://BUCKET[/PREFIX]",
+        ));
+    }
+    let mut endpoint = None;
+    let mut region = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = String::from_utf8(blobjobs_protocol::path::percent_decode(value))
+            .map_err(|_| Error::invalid(format!("s3 url parameter {name} is not utf-8")))?;
+        match name {
+            "endpoint" if !value.is_empty() => endpoint = Some(value),
+            "region" if !value.is_empty() => region = Some(value),
+            "endpoint" | "region" => {
+                return Err(Error::invalid(format!(
+                    "s3 url parameter {name} needs a value"
+                )));
+            }
+            _ if name.contains("key") || name.contains("secret") || name.contains("token") => {
+                return Err(Error::invalid(
+                    "an s3 url must not hold credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead",
+                ));
+            }
+            _ => {
+                return Err(Error::invalid(format!("unknown s3 url parameter {name:?}")));
+            }
+        }
+    }
+    Ok(StoreSpec::S3 {
+        bucket: bucket.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        endpoint,
+        region,
+    })
+}
+
+#[cfg(feature = "s3")]
+fn open_s3(
+    bucket: &str,
+    prefix: &str,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+    store_name: &str,
+    options: &OpenOptions,
+) -> Result<Arc<dyn BlobStore>> {
+    use crate::s3::{S3Config, S3Credentials, S3Store, Secret};
+
+    let var = |name: &str| options.env.var(name).filter(|v| !v.is_empty());
+    let (Some(access_key_id), Some(secret)) =
+        (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+    else {
+        return Err(Error::invalid(
+            "an s3:// store needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ));
+    };
+    let credentials = S3Credentials {
+        access_key_id,
+        secret_access_key: Secret::new(secret),
+        session_token: var("AWS_SESSION_TOKEN").map(Secret::new),
+    };
+    let mut config = S3Config::new(bucket, credentials);
+    config.prefix = prefix.to_owned();
+    config.endpoint = endpoint
+        .clone()
+        .or_else(|| var("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| var("AWS_ENDPOINT_URL"));
+    if let Some(region) = region
+        .clone()
+        .or_else(|| var("AWS_REGION"))
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+    {
+        config.region = region;
+    }
+    Ok(Arc::new(S3Store::open(&config, store_name)?))
+}
+
+#[cfg(not(feature = "s3"))]
+fn open_s3(
+    _: &str,
+    _: &str,
+    _: &Option<String>,
+    _: &Option<String>,
+    _: &str,
+    _: &OpenOptions,
+) -> Result<Arc<dyn BlobStore>> {
+    Err(Error::invalid(
+        "s3:// stores need the `s3` feature of the backends crate",
+    ))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(
+    url: &PgUrl,
+    store_name: &str,
+    options: &OpenOptions,
+) -> Result<Arc<dyn BlobStore>> {
+    let config = crate::postgres::PgConfig::parse(url.expose(), &|name| options.env.var(name))?;
+    Ok(Arc::new(crate::postgres::PgStore::open(
+        &config, store_name,
+    )?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &PgUrl, _: &str, _: &OpenOptions) -> Result<Arc<dyn BlobStore>> {
+    Err(Error::invalid(
+        "postgres:// stores need the `postgres` feature of the backends crate",
+    ))
 }
 
 fn kind_of(store_name: &str, params: &Params) -> StoreKind {
@@ -383,6 +582,23 @@ fn parse_params(query: &str) -> Result<Params> {
 pub fn open_store(spec: &str, store_name: &str) -> Result<Arc<dyn BlobStore>> {
     open_store_with(spec, store_name, &OpenOptions::default())
 }
+
+/// Like [`open_store_with`], then one cheap read (the metadata of a key that need not
+/// exist), so that a server that is down, refuses the credentials or lacks the bucket fails
+/// here, with a message that names it (host and port, never a credential). For PostgreSQL
+/// the read also creates or checks the schema.
+pub async fn open_store_checked(
+    spec: &str,
+    store_name: &str,
+    options: &OpenOptions,
+) -> Result<Arc<dyn BlobStore>> {
+    let store = open_store_with(spec, store_name, options)?;
+    store.get_metadata(PROBE_KEY).await?;
+    Ok(store)
+}
+
+/// The key [`open_store_checked`] reads.
+const PROBE_KEY: &str = "blobjobs-open-probe";
 
 /// Like [`open_store`], with explicit options.
 pub fn open_store_with(
@@ -544,6 +760,102 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn s3_specs_parse_and_refuse_keys_without_repeating_them() {
+        let spec = StoreSpec::parse(
+            "s3://bucket/a/b/?endpoint=http%3A%2F%2F127.0.0.1%3A8333&region=eu-west-1",
+        )
+        .unwrap();
+        assert_eq!(
+            spec,
+            StoreSpec::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into(),
+                endpoint: Some("http://127.0.0.1:8333".into()),
+                region: Some("eu-west-1".into()),
+            }
+        );
+        for bad in [
+            "s3://AKIAHUNTER2:hunter2secret@bucket",
+            "s3://bucket?secret_access_key=hunter2secret",
+            "s3://bucket?aws_session_token=hunter2secret",
+            "s3://?endpoint=http://x",
+            "s3://bucket?endpoint=",
+            "s3://bucket?colour=blue",
+        ] {
+            let err = StoreSpec::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_keys_come_from_the_environment_and_never_show() {
+        let spec = "s3://bucket/p?endpoint=http://127.0.0.1:1";
+        let err = open_store_with(spec, "s", &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "AKIATESTKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2secret"),
+            ("AWS_SESSION_TOKEN", "hunter2token"),
+        ];
+        let store = open_store_with(spec, "s", &env(&keys)).unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("127.0.0.1:1/bucket"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("AKIATESTKEY"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn postgres_specs_hide_the_password() {
+        let spec =
+            StoreSpec::parse("postgres://me:hunter2secret@db.internal:6543/jobs?sslmode=disable")
+                .unwrap();
+        let text = format!("{spec:?}");
+        assert_eq!(text, "Postgres(PgUrl(postgres://db.internal:6543/jobs))");
+        assert!(StoreSpec::parse("postgresql://h/db").is_ok());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_specs_fill_gaps_from_pg_variables_and_never_show_the_password() {
+        let options = env(&[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "jobs"),
+            ("PGPASSWORD", "hunter2secret"),
+            ("PGDATABASE", "blobs"),
+        ]);
+        let store = open_store_with("postgres://", "s", &options).unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("127.0.0.1:6543/blobs"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let store = open_store_with(
+            "postgres://u:hunter2secret@127.0.0.1:7000/x?pool_size=2",
+            "s",
+            &env(&[]),
+        )
+        .unwrap();
+        let text = format!("{store:?}");
+        assert!(
+            text.contains("127.0.0.1:7000/x") && !text.contains("hunter2"),
+            "{text}"
+        );
+        for bad in [
+            "postgres://u:hunter2secret@h/db?pool_size=0",
+            "postgres://u@h/db?password=hunter2secret",
+            "postgres://u:hunter2secret@h:notaport/db",
+        ] {
+            let err = open_store_with(bad, "s", &env(&[])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

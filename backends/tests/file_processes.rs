@@ -247,6 +247,17 @@ fn acknowledged_writes_survive_sigkill() {
     );
     assert!(acked.len() >= 25, "the writer acknowledged only {acked:?}");
 
+    // The killed writer's temporary file is still there; a catalog opened on the directory,
+    // as a restarted server opens it, removes it at once.
+    assert!(
+        blobjobs_test_support::files_under(dir.path())
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp")),
+        "the write in flight left no temporary file"
+    );
+    blobjobs_backends::Catalog::file(dir.path().to_path_buf(), FileOptions::default()).unwrap();
+    blobjobs_test_support::assert_no_temp_files(dir.path());
+
     runtime().block_on(async {
         let store = open(dir.path(), true);
         for &i in &acked {

@@ -108,6 +108,8 @@ async fn temp_and_foreign_files_are_never_listed() {
     assert_eq!(keys, [long.clone(), "real".to_owned()]);
 }
 
+/// A damaged blob file fails the reads of its own key with `Corrupt` (never a panic) and
+/// breaks nothing else: listings skip it, other keys read as before.
 #[tokio::test]
 async fn damaged_files_are_corrupt_not_panics() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,11 +152,11 @@ async fn damaged_files_are_corrupt_not_panics() {
             Ok(None) => panic!("{key} vanished"),
         };
         assert_eq!(streamed.unwrap_err().kind(), ErrorKind::Corrupt, "{key}");
-        let err = store
-            .list(ListOptions::new().prefix(*key))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Corrupt, "{key}");
+        // Listings leave the damaged key out (with a warning) and show every other key. (A
+        // new handle: this one's cache still knows the header its own write put there.)
+        let (listed, _) = all_keys(&file_store(dir.path()), ListOptions::new()).await;
+        assert!(!listed.contains(&key.to_string()), "{key} listed");
+        assert!(listed.contains(&"good".to_owned()), "{listed:?}");
         // An unconditional write or a delete repairs the key.
         put(&store, key, b"repaired").await;
         assert_eq!(
@@ -537,4 +539,103 @@ fn a_loop_of_cached_reads_yields_to_the_runtime() {
         );
         assert!(started.elapsed() < Duration::from_secs(10));
     });
+}
+
+/// Every file and directory the backend creates is its owner's alone (0600 and 0700): blobs
+/// may hold anything, and the data directory may sit in a shared place.
+#[tokio::test]
+async fn files_and_directories_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data/root");
+    let catalog = Catalog::file(root.clone(), FileOptions::default()).unwrap();
+    let long_key = "k".repeat(450);
+    let store = catalog.store("site-1/site:plain").unwrap();
+    put(&*store, "a", b"1").await;
+    put(&*store, &long_key, b"2").await;
+    let hashed = catalog
+        .store(&format!("site-1/site:{}", "n".repeat(300)))
+        .unwrap();
+    put(&*hashed, "b", b"3").await;
+    let big = Bytes::from(vec![7u8; 300 * 1024]);
+    let streamed = stream_of(vec![big.slice(..100 * 1024), big.slice(100 * 1024..)]);
+    store
+        .set_stream("streamed", streamed, None, SetOptions::new())
+        .await
+        .unwrap();
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut dirs = vec![root.clone(), dir.path().join("data")];
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path.clone());
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    // The root, both stores and a chunk directory; blobs, lock files and a `.name` file.
+    assert!(dirs.len() >= 5, "{dirs:?}");
+    assert!(files.len() >= 7, "{files:?}");
+    for d in &dirs {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+    }
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+}
+
+/// Opening a catalog removes the temporary files of writers that died (which held no lock any
+/// more) at once, whatever their age, and leaves a live writer's file alone.
+#[tokio::test]
+async fn a_catalog_sweeps_dead_writers_temporary_files_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let catalog = Catalog::file(root.clone(), FileOptions { fsync: false }).unwrap();
+    let store = catalog.store("s").unwrap();
+    let long_key = "x".repeat(300);
+    put(&*store, "a", b"1").await;
+    put(&*store, &long_key, b"2").await;
+    let file_store = FileStore::open(&root, "s", FileOptions { fsync: false }).unwrap();
+    let store_dir = file_store.dir().to_path_buf();
+    let chunk_dir = file_store
+        .key_path(&long_key)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert_ne!(chunk_dir, store_dir);
+    // Left by writers killed a moment ago: their locks died with them.
+    let dead = [
+        store_dir.join(".tmp-l0123456789abcdef"),
+        chunk_dir.join(".tmp-lfedcba9876543210"),
+    ];
+    for path in &dead {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    // A writer at work in another process holds the lock on its file.
+    let live = store_dir.join(".tmp-l00000000000000aa");
+    let live_file = std::fs::File::create(&live).unwrap();
+    live_file.lock().unwrap();
+    // An older version's recent temporary file, which carries no lock: swept only by age.
+    let unlocked_kind = store_dir.join(".tmp-00000000000000bb");
+    std::fs::write(&unlocked_kind, b"partial").unwrap();
+
+    let reopened = Catalog::file(root.clone(), FileOptions { fsync: false }).unwrap();
+    for path in &dead {
+        assert!(!path.exists(), "{} stays", path.display());
+    }
+    assert!(live.exists(), "a live writer's file was removed");
+    assert!(unlocked_kind.exists(), "a recent unlocked file was removed");
+    let (keys, _) = all_keys(&*reopened.store("s").unwrap(), ListOptions::new()).await;
+    assert_eq!(keys, vec!["a".to_owned(), long_key]);
+    drop(live_file);
+    Catalog::file(root, FileOptions { fsync: false }).unwrap();
+    assert!(!live.exists(), "the writer died, its file stays");
 }

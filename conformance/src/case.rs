@@ -5,6 +5,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::ctx::{Ctx, Failure};
+use crate::factory::InstanceFactory;
 use crate::options::Capabilities;
 use crate::report::Scope;
 
@@ -15,22 +16,33 @@ pub(crate) enum Need {
     Directories,
     PageSize,
     LargeValues,
+    /// Instances that are OS processes the case can kill.
+    Processes,
 }
 
 impl Need {
     /// Why the case is skipped, or `None` if the capability is claimed.
-    pub(crate) fn missing(self, caps: &Capabilities) -> Option<&'static str> {
+    pub(crate) fn missing(
+        self,
+        caps: &Capabilities,
+        factory: Option<&dyn InstanceFactory>,
+    ) -> Option<&'static str> {
         let ok = match self {
             Need::Metadata => caps.metadata,
             Need::Directories => caps.directories,
             Need::PageSize => caps.page_size,
             Need::LargeValues => caps.max_value_bytes >= 1024 * 1024,
+            Need::Processes => factory.is_some_and(|f| f.spawns_processes()),
         };
         (!ok).then_some(match self {
             Need::Metadata => "the backend does not claim metadata",
             Need::Directories => "the backend does not claim directories mode",
             Need::PageSize => "the backend does not claim custom page sizes",
             Need::LargeValues => "the backend does not claim values of 1 MiB or more",
+            Need::Processes => {
+                "the instances run inside this process, so none can be killed mid-write \
+                 (run them as processes: --processes, or a ProcessFactory)"
+            }
         })
     }
 }

@@ -873,6 +873,26 @@ impl Ctx {
         })
     }
 
+    /// The project's job layer over the blob instance `instance`, on the case's clock (for
+    /// the cases that grade both layers of one store at once, such as the crash case).
+    pub(crate) fn blob_jobs(&self, instance: &Instance) -> JobHandle {
+        let config = blobjobs_store_api::JobStoreConfig {
+            clock: Arc::new(self.0.clock.clone()),
+            ..blobjobs_store_api::JobStoreConfig::default()
+        };
+        JobHandle {
+            id: instance.id,
+            jobs: Arc::new(blobjobs_store_api::BlobJobStore::with_config(
+                instance.store.clone(),
+                config,
+            )),
+            log: self.0.log.clone(),
+            op_timeout: self.0.options.op_timeout,
+            owners: self.0.owners.clone(),
+            probe: self.0.probe.clone(),
+        }
+    }
+
     /// Opens `n` new job-store instances.
     pub(crate) async fn job_instances(&self, n: usize) -> Result<Vec<JobHandle>, Failure> {
         let mut out = Vec::with_capacity(n);

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use blobjobs_store_api::{
-    BlobJobStore, BlobStore, Clock, JobStore, JobStoreConfig, ManualClock, Result, Timestamp,
+    BlobJobStore, BlobStore, Clock, Error, ErrorKind, JobStore, JobStoreConfig, ManualClock,
+    Result, Timestamp,
 };
 
 use crate::probe::{Probe, Scoped};
+use crate::remote::KillSwitch;
 
 /// Builds *instances* of one store configuration.
 ///
@@ -25,6 +27,22 @@ use crate::probe::{Probe, Scoped};
 pub trait InstanceFactory: Send + Sync + 'static {
     /// A new instance.
     async fn instance(&self) -> Result<Arc<dyn BlobStore>>;
+
+    /// Whether every instance is an OS process of its own that
+    /// [`InstanceFactory::killable_instance`] can kill as a crash would. The crash case runs
+    /// only then; factories whose instances live in the calling process skip it.
+    fn spawns_processes(&self) -> bool {
+        false
+    }
+
+    /// A new instance and the switch that kills its process (SIGKILL). The default, for
+    /// instances in the calling process, is an [`ErrorKind::InvalidInput`] error.
+    async fn killable_instance(&self) -> Result<(Arc<dyn BlobStore>, KillSwitch)> {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the instances of this factory are not processes, so none can be killed",
+        ))
+    }
 }
 
 #[async_trait]
@@ -47,6 +65,14 @@ pub type SharedFactory = Arc<dyn InstanceFactory>;
 impl InstanceFactory for SharedFactory {
     async fn instance(&self) -> Result<Arc<dyn BlobStore>> {
         self.as_ref().instance().await
+    }
+
+    fn spawns_processes(&self) -> bool {
+        self.as_ref().spawns_processes()
+    }
+
+    async fn killable_instance(&self) -> Result<(Arc<dyn BlobStore>, KillSwitch)> {
+        self.as_ref().killable_instance().await
     }
 }
 

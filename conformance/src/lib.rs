@@ -147,7 +147,9 @@ pub use options::{
     CASES_ENV, Capabilities, CaseHook, DEFAULT_SETTLE, FILTER_ENV, Options, SEED_ENV, parse_seed,
 };
 pub use promises::{Promise, promises};
-pub use report::{CaseReport, Progress, Report, Scope, Verdict, junit, markdown_matrix};
+pub use report::{
+    CaseReport, Cause, Progress, Report, Scope, Verdict, junit, markdown_diagnosis, markdown_matrix,
+};
 pub use stamp::Backend;
 
 use crate::ctx::Target;

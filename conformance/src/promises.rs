@@ -356,6 +356,13 @@ const PROMISES: &[Promise] = &[
         ],
     },
     Promise {
+        id: "crash.safe",
+        source: "DESIGN.md (durability), BlobStore::set, JobStore::claim",
+        text: "an instance killed mid-write leaves no torn value and loses no write it acknowledged, and its job can be claimed by another instance once its lease has run out",
+        cause: causes::PARTIAL_VALUES,
+        cases: &["instance_killed_mid_write_tears_nothing_and_frees_its_jobs"],
+    },
+    Promise {
         id: "settle.deletes_stay",
         source: "DESIGN.md (durability), BlobStore::delete, JobStore::delete",
         text: "once the store has settled, no deleted key or job comes back",

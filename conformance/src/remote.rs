@@ -3,7 +3,9 @@
 //! end, for a tiny binary that opens one backend and serves it.
 //!
 //! Running each instance as its own process proves what a factory inside one process cannot:
-//! that nothing the backend shares in memory (a static, a lock table) is holding it together.
+//! that nothing the backend shares in memory (a static, a lock table) is holding it together,
+//! and that a process killed in the middle of a write (a [`KillSwitch`]) leaves no torn value
+//! and takes no acknowledged write with it.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -17,6 +19,7 @@ use blobjobs_store_api::{
     SetOptions, SetOutcome, Timestamp,
 };
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
@@ -35,7 +38,38 @@ pub struct RemoteInstance {
     program: String,
     pipes: Mutex<Pipes>,
     next_id: AtomicU64,
-    _child: Child,
+    /// Shared with the instance's [`KillSwitch`]es, which may kill it while a request is in
+    /// flight (the request holds `pipes`, never this).
+    child: Arc<Mutex<Child>>,
+}
+
+/// Kills one instance's process as a crash would: SIGKILL, with no chance to finish a write
+/// or clean up, then waits until the process is gone.
+#[derive(Clone)]
+pub struct KillSwitch {
+    kill: Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>,
+}
+
+impl fmt::Debug for KillSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KillSwitch(..)")
+    }
+}
+
+impl KillSwitch {
+    /// A switch that runs `kill`, for factories of other kinds of processes. `kill` must
+    /// return only once the process can no longer write.
+    pub fn new(kill: impl Fn() -> BoxFuture<'static, Result<()>> + Send + Sync + 'static) -> Self {
+        KillSwitch {
+            kill: Arc::new(kill),
+        }
+    }
+
+    /// Kills the process and waits for it to exit. Killing a process that has already
+    /// exited is fine.
+    pub async fn kill(&self) -> Result<()> {
+        (self.kill)().await
+    }
 }
 
 impl fmt::Debug for RemoteInstance {
@@ -77,7 +111,27 @@ impl RemoteInstance {
                 stdout: BufReader::new(stdout),
             }),
             next_id: AtomicU64::new(0),
-            _child: child,
+            child: Arc::new(Mutex::new(child)),
+        })
+    }
+
+    /// The switch that kills this instance's process (SIGKILL) and waits until it exited.
+    pub fn kill_switch(&self) -> KillSwitch {
+        let child = self.child.clone();
+        let program = self.program.clone();
+        KillSwitch::new(move || {
+            let child = child.clone();
+            let program = program.clone();
+            Box::pin(async move {
+                let mut child = child.lock().await;
+                if child.try_wait().map_err(|e| gone(&program, e))?.is_some() {
+                    return Ok(());
+                }
+                // `start_kill` sends SIGKILL on Unix: the process gets no chance to finish.
+                child.start_kill().map_err(|e| gone(&program, e))?;
+                child.wait().await.map_err(|e| gone(&program, e))?;
+                Ok(())
+            })
         })
     }
 
@@ -272,15 +326,31 @@ impl ProcessFactory {
     }
 }
 
-#[async_trait]
-impl InstanceFactory for ProcessFactory {
-    async fn instance(&self) -> Result<Arc<dyn BlobStore>> {
+impl ProcessFactory {
+    fn spawn(&self) -> Result<RemoteInstance> {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
         for (k, v) in &self.envs {
             command.env(k, v);
         }
-        Ok(Arc::new(RemoteInstance::spawn(command)?))
+        RemoteInstance::spawn(command)
+    }
+}
+
+#[async_trait]
+impl InstanceFactory for ProcessFactory {
+    async fn instance(&self) -> Result<Arc<dyn BlobStore>> {
+        Ok(Arc::new(self.spawn()?))
+    }
+
+    fn spawns_processes(&self) -> bool {
+        true
+    }
+
+    async fn killable_instance(&self) -> Result<(Arc<dyn BlobStore>, KillSwitch)> {
+        let instance = self.spawn()?;
+        let switch = instance.kill_switch();
+        Ok((Arc::new(instance), switch))
     }
 }
 

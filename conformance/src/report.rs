@@ -97,6 +97,19 @@ pub struct Report {
     pub cases: Vec<CaseReport>,
     /// How long the whole run took, in milliseconds.
     pub millis: u64,
+    /// Operations that ended in a server error (an HTTP 5xx answer), as counted by a runner
+    /// that can tell; 0 when nothing counted them.
+    #[serde(default)]
+    pub server_errors: u64,
+}
+
+/// One likely cause of failures and the cases it explains (see [`Report::causes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// What is probably wrong with the store, in one phrase.
+    pub label: String,
+    /// The failed cases it explains, in run order.
+    pub cases: Vec<String>,
 }
 
 impl Report {
@@ -107,6 +120,7 @@ impl Report {
             seed,
             cases: Vec::new(),
             millis: 0,
+            server_errors: 0,
         }
     }
 
@@ -114,6 +128,7 @@ impl Report {
     pub fn merge(&mut self, other: Report) {
         self.cases.extend(other.cases);
         self.millis += other.millis;
+        self.server_errors += other.server_errors;
     }
 
     /// The total time as a `Duration`.
@@ -151,18 +166,90 @@ impl Report {
         (p, f, self.cases.len() - p - f)
     }
 
+    /// The failures grouped by likely cause, the cause explaining most cases first: one
+    /// group per [`CaseReport::cause`], and for failures without one, per first line of
+    /// the message with its particulars (numbers, quoted keys, paths) blanked out, so that
+    /// the same symptom in different cases lands in one group.
+    pub fn causes(&self) -> Vec<Cause> {
+        let mut groups: Vec<Cause> = Vec::new();
+        for case in &self.cases {
+            let Verdict::Failed { message, .. } = &case.verdict else {
+                continue;
+            };
+            let label = match &case.cause {
+                Some(cause) => cause.clone(),
+                None => symptom(message),
+            };
+            match groups.iter_mut().find(|g| g.label == label) {
+                Some(group) => group.cases.push(case.name.clone()),
+                None => groups.push(Cause {
+                    label,
+                    cases: vec![case.name.clone()],
+                }),
+            }
+        }
+        // Stable: equal counts keep run order.
+        groups.sort_by_key(|g| std::cmp::Reverse(g.cases.len()));
+        groups
+    }
+
+    /// The diagnosis as text: a heading, then one line per likely cause with the cases it
+    /// explains. Empty when no case failed.
+    pub fn diagnosis_text(&self) -> String {
+        let causes = self.causes();
+        let failed: usize = causes.iter().map(|c| c.cases.len()).sum();
+        if failed == 0 {
+            return String::new();
+        }
+        let mut out = format!(
+            "diagnosis of {}: {failed} failed {}, {} likely {}\n",
+            self.backend,
+            plural(failed, "case", "cases"),
+            causes.len(),
+            plural(causes.len(), "cause", "causes"),
+        );
+        for cause in &causes {
+            let _ = writeln!(
+                out,
+                "  {}: {} {} ({})",
+                cause.label,
+                cause.cases.len(),
+                plural(cause.cases.len(), "case", "cases"),
+                cause.cases.join(", ")
+            );
+        }
+        if self.server_errors > 0 {
+            let _ = writeln!(
+                out,
+                "  ({} {} ended in a server error, a 5xx answer)",
+                self.server_errors,
+                plural(self.server_errors as usize, "operation", "operations")
+            );
+        }
+        out
+    }
+
     /// Human-readable text: one line per case, then every failure with its timeline and how
-    /// to replay it.
+    /// to replay it, then the failures grouped by likely cause.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let (p, f, s) = self.counts();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "conformance of {}: {p} passed, {f} failed, {s} skipped in {:.1} s (seed {})",
             self.backend,
             self.millis as f64 / 1000.0,
             self.seed
         );
+        if self.server_errors > 0 {
+            let _ = write!(
+                out,
+                "; {} {} ended in a server error",
+                self.server_errors,
+                plural(self.server_errors as usize, "operation", "operations")
+            );
+        }
+        out.push('\n');
         for c in &self.cases {
             let mark = match &c.verdict {
                 Verdict::Passed => "ok  ",
@@ -203,6 +290,11 @@ impl Report {
                 }
                 Verdict::Passed => {}
             }
+        }
+        let diagnosis = self.diagnosis_text();
+        if !diagnosis.is_empty() {
+            out.push('\n');
+            out.push_str(&diagnosis);
         }
         out
     }
@@ -322,9 +414,14 @@ pub fn junit(reports: &[Report]) -> String {
                         body.push_str("\nreplay: ");
                         body.push_str(replay);
                     }
+                    let kind = c
+                        .cause
+                        .as_deref()
+                        .map(|cause| format!(" type=\"{}\"", xml_escape(cause)))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        ">\n      <failure message=\"{}\"{kind}>{}</failure>\n    </testcase>",
                         xml_escape(first),
                         xml_escape(&body)
                     );
@@ -370,6 +467,149 @@ pub fn markdown_matrix(reports: &[Report]) -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+/// The failures of each report grouped by likely cause, in Markdown: a heading per backend
+/// with failures, then a table with one row per cause and the cases it explains. Empty when
+/// no case failed.
+pub fn markdown_diagnosis(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let causes = r.causes();
+        if causes.is_empty() {
+            continue;
+        }
+        let failed: usize = causes.iter().map(|c| c.cases.len()).sum();
+        let _ = writeln!(
+            out,
+            "### {}: {failed} failed {}, {} likely {}\n",
+            md_escape(&r.backend),
+            plural(failed, "case", "cases"),
+            causes.len(),
+            plural(causes.len(), "cause", "causes"),
+        );
+        out.push_str("| likely cause | cases |\n|---|---|\n");
+        for cause in &causes {
+            let names: Vec<String> = cause.cases.iter().map(|n| format!("`{n}`")).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {}: {} |",
+                md_escape(&cause.label),
+                cause.cases.len(),
+                names.join(", ")
+            );
+        }
+        if r.server_errors > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} {} ended in a server error (5xx).",
+                r.server_errors,
+                plural(r.server_errors as usize, "operation", "operations")
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// The longest symptom label, in characters.
+const SYMPTOM_CHARS: usize = 120;
+
+/// The symptom of a failure that names no cause: the first line of its message (only its
+/// `got …, expected …` end when it compares typed values) with the particulars of the case
+/// blanked out (quoted text becomes `"…"`, paths and runs of 8 or more hexadecimal digits
+/// `…`, other numbers `N`, except a status after "answered"), so that one symptom seen by
+/// several cases reads the same.
+fn symptom(message: &str) -> String {
+    let mut line = message.lines().next().unwrap_or("").trim();
+    // A comparison of typed values ("etag after overwrite: got Etag(), expected Etag(…)")
+    // says more by its values than by what the case compared: `Etag()` is the symptom.
+    if let Some(at) = line.rfind(": got ")
+        && line[at..].contains('(')
+    {
+        line = &line[at + 2..];
+    }
+    let line = unquote(line);
+    let mut words: Vec<String> = Vec::new();
+    for word in line.split(' ') {
+        let keep_numbers = words.last().is_some_and(|w| w == "answered");
+        words.push(blank_word(word, keep_numbers));
+    }
+    let mut out = words.join(" ");
+    if out.chars().count() > SYMPTOM_CHARS {
+        out = out.chars().take(SYMPTOM_CHARS - 1).collect::<String>() + "…";
+    }
+    if out.is_empty() {
+        "failed without a message".to_owned()
+    } else {
+        out
+    }
+}
+
+/// `text` with every double-quoted string (backslash escapes included) replaced by `"…"`.
+fn unquote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        while let Some(q) = chars.next() {
+            match q {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// One word of [`symptom`].
+fn blank_word(word: &str, keep_numbers: bool) -> String {
+    if word.contains('/') && !word.contains('"') {
+        // A key or a path; keep the punctuation that ends it.
+        let tail: String = word
+            .chars()
+            .rev()
+            .take_while(|c| matches!(c, ':' | ',' | ';' | ')' | '.'))
+            .collect();
+        return format!("…{}", tail.chars().rev().collect::<String>());
+    }
+    let mut out = String::with_capacity(word.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let digits = run.chars().any(|c| c.is_ascii_digit());
+        if run.len() >= 8 && digits {
+            out.push('…');
+        } else if digits && !keep_numbers && run.chars().all(|c| c.is_ascii_digit()) {
+            out.push('N');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in word.chars() {
+        if c.is_ascii_alphanumeric() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
     out
 }
 
@@ -425,7 +665,118 @@ mod tests {
                     millis: 2,
                 },
             ],
+            server_errors: 0,
         }
+    }
+
+    fn failed(name: &str, message: &str, cause: Option<&str>) -> CaseReport {
+        CaseReport {
+            name: name.into(),
+            area: "a".into(),
+            scope: Scope::SingleInstance,
+            verdict: Verdict::Failed {
+                message: message.into(),
+                timeline: Vec::new(),
+                replay: None,
+            },
+            cause: cause.map(str::to_owned),
+            millis: 0,
+        }
+    }
+
+    #[test]
+    fn failures_group_by_cause_then_by_symptom() {
+        let mut r = Report::new("127.0.0.1:4800", 1);
+        r.cases = vec![
+            failed("a", "whatever a says", Some("GET sends no ETag")),
+            failed(
+                "b",
+                "4 of 4 concurrent only-if-new writes won; exactly one must",
+                None,
+            ),
+            failed("c", "something else", Some("GET sends no ETag")),
+            failed(
+                "d",
+                "16 of 16 concurrent only-if-new writes won; exactly one must\ntimeline",
+                None,
+            ),
+            failed(
+                "e",
+                "unexpected error (unavailable): PUT site:s/conformance-68a7c0c0aae6/c08/p/a answered 500 (gave up after 2 attempts in 163 ms)",
+                None,
+            ),
+            failed(
+                "f",
+                "unexpected error (unavailable): PUT site:s/conformance-68a7c0c0aae6/c22/d/sub/1 answered 500 (gave up after 2 attempts in 120 ms)",
+                None,
+            ),
+            failed(
+                "g",
+                "etag of \"t/a\" from get: got Etag(), expected Etag(\"a8a4819f22\")",
+                None,
+            ),
+            failed(
+                "h",
+                "etag after overwrite: got Etag(), expected Etag(\"0b1c2d3e4f\")",
+                None,
+            ),
+            failed("i", "size from get-metadata: got 0, expected 1", None),
+        ];
+        let causes = r.causes();
+        let show: Vec<(String, Vec<String>)> = causes
+            .iter()
+            .map(|c| (c.label.clone(), c.cases.clone()))
+            .collect();
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            show,
+            vec![
+                ("GET sends no ETag".to_owned(), v(&["a", "c"])),
+                (
+                    "N of N concurrent only-if-new writes won; exactly one must".to_owned(),
+                    v(&["b", "d"])
+                ),
+                (
+                    "unexpected error (unavailable): PUT … answered 500 (gave up after N attempts in N ms)"
+                        .to_owned(),
+                    v(&["e", "f"])
+                ),
+                ("got Etag(), expected Etag(\"…\")".to_owned(), v(&["g", "h"])),
+                (
+                    "size from get-metadata: got N, expected N".to_owned(),
+                    v(&["i"])
+                ),
+            ]
+        );
+        r.server_errors = 3;
+        let text = r.to_text();
+        assert!(
+            text.contains("diagnosis of 127.0.0.1:4800: 9 failed cases, 5 likely causes\n  GET sends no ETag: 2 cases (a, c)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 operations ended in a server error"),
+            "{text}"
+        );
+        let md = markdown_diagnosis(std::slice::from_ref(&r));
+        assert!(md.contains("| GET sends no ETag | 2: `a`, `c` |"), "{md}");
+        assert!(markdown_diagnosis(&[sample_passing()]).is_empty());
+        assert!(sample_passing().diagnosis_text().is_empty());
+        // The cause travels in JSON and JUnit.
+        let json = r.to_json_lines();
+        assert!(
+            json.lines()
+                .next()
+                .unwrap()
+                .contains("\"cause\":\"GET sends no ETag\"")
+        );
+        assert!(r.to_junit().contains("type=\"GET sends no ETag\""));
+    }
+
+    fn sample_passing() -> Report {
+        let mut r = sample();
+        r.cases.truncate(1);
+        r
     }
 
     #[test]

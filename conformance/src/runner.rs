@@ -97,7 +97,9 @@ pub(crate) async fn run_cases(
         let missing = if target.blobs.is_none() && !case.is_job() {
             Some("the run grades a job store alone; blob-store cases do not apply")
         } else {
-            case.needs.iter().find_map(|n| n.missing(&caps))
+            case.needs
+                .iter()
+                .find_map(|n| n.missing(&caps, target.blobs.as_deref()))
         };
         let mut check = None;
         let (verdict, cause) = if let Some(reason) = missing {

@@ -299,6 +299,7 @@ macro_rules! __with_case_names {
             concurrent_histories_are_linearizable_across_instances,
             blob_operations_match_the_model,
             blob_operations_match_the_model_across_instances,
+            instance_killed_mid_write_tears_nothing_and_frees_its_jobs,
             job_lifecycle_allows_only_legal_transitions,
             job_create_with_caller_id_is_idempotent,
             expired_lease_can_be_reclaimed,

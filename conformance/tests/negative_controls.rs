@@ -25,7 +25,7 @@
 //! | `MapJobs` claim without a conditional write, yields | claim reads, yields, then writes | `claim_is_exclusive_across_instances` | claims are not exclusive |
 //! | `MapJobs` claim without a conditional write, never yields | claim reads then writes | `claim_is_exclusive_across_instances` | claims are not exclusive |
 //! | `UndoesDeletes` (100 ms) | a lagging replica puts a deleted key back | `deletes_racing_updates_leave_no_ghost_across_instances` (settle) | deleted data comes back |
-//! | `ForgetsWrites` (100 ms) | an acknowledged write is reverted later | `only_if_new_has_a_single_winner_across_instances` (settle) | acknowledged writes are lost |
+//! | `ForgetsWrites` (200 ms) | an acknowledged write is reverted later | `only_if_new_has_a_single_winner_across_instances` (settle) | acknowledged writes are lost |
 //! | `TornWrites` | a write lands half first | `readers_never_see_a_partial_value_across_instances` | readers see partial values |
 //! | `StreamDropsMetadata` | streamed writes drop their metadata | `every_value_and_metadata_shape_round_trips_through_every_path` | metadata is lost or altered |
 //! | `MetadataLimitTooLow` | refuses metadata over 1,400 bytes | `metadata_size_limit_is_exact` | size limits are not enforced at the boundary |
@@ -74,6 +74,8 @@ async fn memory_fails_every_cross_instance_case_and_passes_every_single_instance
     assert!(cross >= 15, "only {cross} cross-instance cases");
     for case in &report.cases {
         match case.scope {
+            // Skipped: the crash case, whose instances must be processes.
+            Scope::CrossInstance if case.skipped() => {}
             Scope::CrossInstance => {
                 assert!(
                     case.failed(),
@@ -154,7 +156,7 @@ async fn a_shared_store_passes_everything() {
     )
     .await;
     report.assert_passed();
-    assert!(report.cases.iter().all(|c| c.passed()));
+    assert!(report.cases.iter().all(|c| c.passed() || c.skipped()));
 }
 
 /// The seed's bug, in a job store that has no `BlobStore` underneath: with one map shared by
@@ -406,9 +408,12 @@ fn catalogue() -> Vec<Row> {
         },
         Row {
             name: "forgets writes",
+            // Late enough that on a loaded machine the case's own rounds seldom see the
+            // revert (it would show as a non-linearizable history), early enough that the
+            // settle re-read, 300 ms after the last write, always does.
             store: blobs(move || {
                 faulty(move |store| ForgetsWrites {
-                    after: ms(100),
+                    after: ms(200),
                     store,
                 })
             }),

@@ -6,17 +6,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use blobjobs_backends::Catalog;
 use blobjobs_protocol::Query;
 use blobjobs_protocol::headers::accepts_signed_url;
 use blobjobs_store_api::{BlobStore, Error};
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Body;
 
 use crate::auth::{Auth, Denied};
-use crate::body::ResponseBody;
+use crate::body::{BodyEnd, BodyWatch, ResponseBody, Watched};
 use crate::config::Config;
 use crate::error::Rejection;
 use crate::handlers;
@@ -47,11 +48,18 @@ pub(crate) struct Inner {
     pub(crate) list_page_size: usize,
     /// How long a signed URL stays valid, in whole seconds (at least one).
     pub(crate) signed_url_ttl_secs: u64,
+    /// The most connections served at once (before the file limit lowers it).
+    pub(crate) max_connections: usize,
+    /// How long a request's headers may take, counted from when a connection waits for one.
+    pub(crate) header_timeout: Duration,
+    /// How long a request body or a response may make no progress.
+    pub(crate) idle_timeout: Duration,
 }
 
 impl App {
-    /// A handler for `config`. Fails on an empty token or a page size outside
-    /// 1..=[`blobjobs_store_api::list::MAX_PAGE_SIZE`].
+    /// A handler for `config`. Fails on an empty token, a page size outside
+    /// 1..=[`blobjobs_store_api::list::MAX_PAGE_SIZE`], no connections or a zero timeout.
+    /// Applies the listing cache's limit to the catalog.
     pub fn new(config: Config) -> std::io::Result<Self> {
         let invalid = |msg: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
         if config.token.is_empty() {
@@ -62,6 +70,13 @@ impl App {
         {
             return Err(invalid("the list page size must be between 1 and 10000"));
         }
+        if config.max_connections == 0 {
+            return Err(invalid("the connection limit must be at least 1"));
+        }
+        if config.header_timeout.is_zero() || config.idle_timeout.is_zero() {
+            return Err(invalid("timeouts must be longer than zero"));
+        }
+        config.catalog.set_list_cache_bytes(config.list_cache_bytes);
         Ok(App {
             inner: Arc::new(Inner {
                 auth: Auth::new(&config.token, config.clock.clone())?,
@@ -69,6 +84,9 @@ impl App {
                 max_blob_size: config.max_blob_size,
                 list_page_size: config.list_page_size,
                 signed_url_ttl_secs: config.signed_url_ttl.as_secs().max(1),
+                max_connections: config.max_connections,
+                header_timeout: config.header_timeout,
+                idle_timeout: config.idle_timeout,
             }),
             local_addr: None,
         })
@@ -80,7 +98,14 @@ impl App {
         self
     }
 
-    /// Answers one request. Never panics on any input; every failure is a short 4xx or 5xx.
+    /// Answers one request. Never panics on any input; every failure is a short 4xx or 5xx,
+    /// and a 5xx only for a failure of the server itself.
+    ///
+    /// A request whose body was not read to its end (refused before reading it, or cut short)
+    /// gets `connection: close`: the connection cannot carry another request, and the client
+    /// learns so with the response rather than from a reset. A body that turns out malformed or
+    /// cut short is the client's fault (400), one that stalls for the idle timeout gets 408,
+    /// whatever the handler made of the failed read.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -88,15 +113,39 @@ impl App {
     {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let response = match self.route(req).await {
+        let sends_body = declares_body(req.headers());
+        let watch = BodyWatch::default();
+        let idle = self.inner.idle_timeout;
+        let req = req.map(|body| Watched::new(body, watch.clone(), idle));
+        let outcome = match check_framing(req.headers()) {
+            Ok(()) => self.route(req).await,
+            Err(rejection) => Err(rejection),
+        };
+        let end = watch.lock().map(|end| end.clone()).unwrap_or_default();
+        let finished = end == BodyEnd::Finished;
+        let outcome = match end {
+            BodyEnd::Failed(why) => Err(Rejection::BadBody(why)),
+            BodyEnd::Stalled(idle) => Err(Rejection::BodyTimeout(idle)),
+            BodyEnd::Open | BodyEnd::Finished => outcome,
+        };
+        let mut response = match outcome {
             Ok(response) => response,
             Err(rejection) => {
                 if rejection.status().is_server_error() {
-                    tracing::error!(%method, %path, error = %rejection.message(), "request failed");
+                    let error = rejection.log_message();
+                    tracing::error!(%method, %path, %error, "request failed");
+                } else {
+                    let error = rejection.message();
+                    tracing::debug!(%method, %path, %error, "request refused");
                 }
                 rejection.into_response()
             }
         };
+        if sends_body && !finished {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
         response
     }
@@ -107,6 +156,9 @@ impl App {
         B::Error: std::fmt::Display,
     {
         let path = req.uri().path();
+        if crate::ui::serves(path) {
+            return self.ui(req.map(|_| ())).await;
+        }
         if path.starts_with(RESERVED_PREFIX) {
             return handlers::reserved_route(req.method(), path);
         }
@@ -202,6 +254,39 @@ impl App {
             None => Err(Error::invalid("a host header is required for a signed url").into()),
         }
     }
+}
+
+/// Whether a request says it carries a body: a `content-length` other than 0, or any
+/// `transfer-encoding`.
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Refuses a body framed with a transfer coding other than plain `chunked` (such as `gzip,
+/// chunked`): the HTTP layer would take its chunks apart but hand over the still encoded
+/// bytes, which must never be stored as the value. (A request with both `transfer-encoding`
+/// and `content-length` never gets here with both: hyper frames it by the former, drops the
+/// latter and closes the connection after the response, as RFC 9112 asks.)
+fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let (Some(first), None) = (codings.next(), codings.next()) else {
+        return match headers.contains_key(header::TRANSFER_ENCODING) {
+            true => Err(unsupported_coding()),
+            false => Ok(()),
+        };
+    };
+    match first.to_str().map(str::trim) {
+        Ok(coding) if coding.eq_ignore_ascii_case("chunked") => Ok(()),
+        _ => Err(unsupported_coding()),
+    }
+}
+
+fn unsupported_coding() -> Rejection {
+    Error::invalid("transfer-encoding other than chunked is not supported: send the value as it is")
+        .into()
 }
 
 /// The catalog name of a site's store. Site IDs hold no `/`, so names cannot collide.

@@ -22,8 +22,10 @@ pub enum Denied {
 /// Checks tokens and signs and verifies URLs.
 #[derive(Clone)]
 pub struct Auth {
-    /// The token every request must present as `authorization: Bearer <token>`.
-    token: Token,
+    /// The SHA-256 of the token every request must present as `authorization: Bearer
+    /// <token>`. Comparing digests of a fixed length in constant time tells a timing
+    /// observer neither where a guess went wrong nor how long the token is.
+    token_digest: [u8; 32],
     /// The HMAC of signed URLs, already keyed. The key mixes the token with random bytes drawn
     /// at start-up, so signatures cannot be predicted from the token and die with the process.
     mac: HmacSha256,
@@ -49,20 +51,20 @@ impl Auth {
         let mac = HmacSha256::new_from_slice(&hasher.finalize())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Auth {
-            token: token.clone(),
+            token_digest: Sha256::digest(token.reveal().as_bytes()).into(),
             mac,
             clock,
         })
     }
 
     /// Checks an `authorization` header value: `Bearer <token>`, scheme case-insensitive,
-    /// the token compared in constant time.
+    /// the token compared in constant time, whatever its length.
     pub fn check_bearer(&self, header: &[u8]) -> bool {
         let Some((scheme, token)) = header.split_at_checked(7) else {
             return false;
         };
-        scheme.eq_ignore_ascii_case(b"bearer ")
-            && bool::from(token.ct_eq(self.token.reveal().as_bytes()))
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        scheme.eq_ignore_ascii_case(b"bearer ") && bool::from(digest.ct_eq(&self.token_digest))
     }
 
     /// Seconds since the Unix epoch, by this server's clock: what `expires` is counted in.
@@ -119,6 +121,32 @@ mod tests {
 
     fn auth(token: &str) -> Auth {
         Auth::new(&Token::new(token), Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn tokens_of_the_wrong_length_or_content_are_refused() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let auth = auth(secret);
+        assert!(auth.check_bearer(format!("Bearer {secret}").as_bytes()));
+        let mut wrong = vec![
+            // Wrong length: shorter, longer, empty, the token twice.
+            secret[..31].to_owned(),
+            format!("{secret}0"),
+            String::new(),
+            secret.repeat(2),
+        ];
+        // Right length, wrong content: each position changed in turn.
+        for i in 0..secret.len() {
+            let mut bytes = secret.as_bytes().to_vec();
+            bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
+            wrong.push(String::from_utf8(bytes).unwrap());
+        }
+        for token in wrong {
+            assert!(
+                !auth.check_bearer(format!("Bearer {token}").as_bytes()),
+                "{token:?}"
+            );
+        }
     }
 
     #[test]

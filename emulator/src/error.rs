@@ -1,9 +1,15 @@
 //! Why a request is refused, and the short plain-text response that says so. Storage error
 //! kinds become statuses through the protocol's one mapping, [`status_for_kind`].
+//!
+//! A failure of the server's own storage (a 5xx) is told to the client by its kind and its
+//! cause alone: the storage's own message names files under the data directory, which is the
+//! server's business, so it goes to the log ([`Rejection::log_message`]) and not on the wire.
+
+use std::time::Duration;
 
 use blobjobs_protocol::headers::insert_nf_error;
 use blobjobs_protocol::status::status_for_kind;
-use blobjobs_store_api::Error;
+use blobjobs_store_api::{Error, ErrorKind};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
@@ -26,6 +32,11 @@ pub enum Rejection {
     },
     /// No such route (404).
     NoRoute,
+    /// The request body could not be read to its end: bad chunk framing, or the connection
+    /// ended before the body did (400).
+    BadBody(String),
+    /// No part of the request body arrived for this long (408).
+    BodyTimeout(Duration),
 }
 
 impl From<Error> for Rejection {
@@ -43,12 +54,17 @@ impl Rejection {
             Rejection::WrongCredentials => StatusCode::FORBIDDEN,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::BadBody(_) => StatusCode::BAD_REQUEST,
+            Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// The plain-text message sent in the body and in `x-nf-error`.
     pub fn message(&self) -> String {
         match self {
+            Rejection::Store(err) if status_for_kind(err.kind()).is_server_error() => {
+                server_failure(err)
+            }
             Rejection::Store(err) => err.to_string(),
             Rejection::MissingCredentials => {
                 "missing credentials: send authorization: Bearer <token>".to_owned()
@@ -58,6 +74,21 @@ impl Rejection {
                 format!("method not allowed; allowed: {allow}")
             }
             Rejection::NoRoute => "no such route".to_owned(),
+            Rejection::BadBody(why) => {
+                format!("the request body is malformed or ended early: {why}")
+            }
+            Rejection::BodyTimeout(idle) => format!(
+                "no part of the request body arrived for {} s",
+                idle.as_secs()
+            ),
+        }
+    }
+
+    /// What the server's log says about this rejection: the whole message, paths included.
+    pub fn log_message(&self) -> String {
+        match self {
+            Rejection::Store(err) => err.to_string(),
+            other => other.message(),
         }
     }
 
@@ -81,6 +112,20 @@ impl Rejection {
     }
 }
 
+/// What a client is told of a failure of the server's storage: what kind of failure, and the
+/// operating system's reason, without the storage's message (which names paths).
+fn server_failure(err: &Error) -> String {
+    let what = match err.kind() {
+        ErrorKind::StorageFull => "the server's storage is full, so nothing was written",
+        ErrorKind::Corrupt => "the stored value is damaged; the server's log names the file",
+        _ => "the server's storage failed; the server's log has the details",
+    };
+    match std::error::Error::source(err) {
+        Some(cause) => format!("{what} ({cause})"),
+        None => what.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,10 +142,50 @@ mod tests {
         );
         assert_eq!(store(ErrorKind::Io), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
+            store(ErrorKind::StorageFull),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        assert_eq!(
+            Rejection::BadBody("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Rejection::BodyTimeout(Duration::from_secs(1)).status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(
             Rejection::MissingCredentials.status(),
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(Rejection::WrongCredentials.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// The storage's messages name files under the data directory; the client gets the kind
+    /// and the system's reason, the log gets everything.
+    #[test]
+    fn server_failures_keep_paths_to_the_log() {
+        let full = Error::io(
+            "cannot write /srv/blobs/site%2Fa.s/.tmp-l0",
+            std::io::Error::from_raw_os_error(28),
+        );
+        let full = Error::new(ErrorKind::StorageFull, full.to_string())
+            .with_source(std::io::Error::from_raw_os_error(28));
+        let damaged = Error::new(
+            ErrorKind::Corrupt,
+            "damaged blob file /srv/blobs/x.b: bad magic",
+        );
+        for err in [full, damaged] {
+            let rejection = Rejection::Store(err);
+            assert!(
+                !rejection.message().contains("/srv/blobs"),
+                "{}",
+                rejection.message()
+            );
+            assert!(rejection.log_message().contains("/srv/blobs"));
+            let response = rejection.into_response();
+            let header = &response.headers()[blobjobs_protocol::headers::NF_ERROR];
+            assert!(!header.to_str().unwrap().contains("/srv/blobs"));
+        }
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The `blobs-emulator` binary: start-up banner, health, the client commands, the `env`
-//! command, flags from environment variables, and a clean exit on SIGTERM and SIGINT.
+//! command, flags from environment variables, a clean exit on SIGTERM and SIGINT, the token
+//! kept in the data directory, client commands that follow the exported context or the data
+//! directory, start-up refusals, one-line errors, and the access log.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -12,31 +16,134 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blobs-emulator");
 
+/// Variables the binary reads, which the environment of the test run must not leak into it.
+const READ_BY_THE_BINARY: &[&str] = &[
+    "RUST_LOG",
+    "NO_COLOR",
+    "NETLIFY_BLOBS_CONTEXT",
+    "BLOBS_EMULATOR_HOST",
+    "BLOBS_EMULATOR_PORT",
+    "BLOBS_EMULATOR_DIR",
+    "BLOBS_EMULATOR_IN_MEMORY",
+    "BLOBS_EMULATOR_TOKEN",
+    "BLOBS_EMULATOR_SITE",
+    "BLOBS_EMULATOR_URL",
+    "BLOBS_EMULATOR_LOG_LEVEL",
+    "BLOBS_EMULATOR_LOG_FORMAT",
+    "BLOBS_EMULATOR_QUIET",
+];
+
+/// The binary (or `program` running it, such as `setpriv`) in `cwd` with a clean environment
+/// plus `envs`.
+fn command(program: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)]) -> Command {
+    let mut cmd = match program {
+        [] => Command::new(BIN),
+        [first, rest @ ..] => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(BIN);
+            cmd
+        }
+    };
+    for name in READ_BY_THE_BINARY {
+        cmd.env_remove(name);
+    }
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
 struct Running {
     child: Child,
     base: String,
     export_line: String,
     banner: Vec<String>,
+    /// Every line the server wrote to stderr so far; read continuously, so a chatty log never
+    /// fills the pipe and blocks the server.
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The stderr lines once the process has exited (after [`exit_code`]).
+    async fn stderr_after_exit(self) -> Vec<String> {
+        let Running {
+            mut child,
+            stderr,
+            stderr_task,
+            ..
+        } = self;
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{:?}", stderr.lock().unwrap());
+        tokio::time::timeout(Duration::from_secs(5), stderr_task)
+            .await
+            .expect("stderr closes")
+            .unwrap();
+        stderr.lock().unwrap().clone()
+    }
+
+    /// The value of the exported `NETLIFY_BLOBS_CONTEXT`.
+    fn context(&self) -> String {
+        self.export_line["export NETLIFY_BLOBS_CONTEXT=".len()..].to_owned()
+    }
+
+    fn port(&self) -> String {
+        self.base.rsplit(':').next().unwrap().to_owned()
+    }
+
+    /// The decoded context's token.
+    fn token(&self) -> String {
+        context_json(&self.context())["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn context_json(encoded: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
 
 /// Starts the binary and reads its banner up to the export line.
 async fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
+    start_in(None, args, envs).await
+}
+
+/// Starts the binary in `cwd` and reads its banner up to the export line.
+async fn start_in(cwd: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = command(&[], cwd, envs);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let collected = stderr.clone();
+    let stderr_task = tokio::spawn(async move {
+        while let Ok(Some(line)) = err_lines.next_line().await {
+            collected.lock().unwrap().push(line);
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
     let export_line = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let line = lines.next_line().await.unwrap();
-            let line = line.expect("the export line before stdout ends");
+            let Some(line) = line else {
+                panic!(
+                    "stdout ended before the export line; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            };
             banner.push(line.clone());
             if line.starts_with("export NETLIFY_BLOBS_CONTEXT=") {
                 return line;
@@ -45,12 +152,16 @@ async fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
     })
     .await
     .expect("banner in time");
+    // Keep reading stdout so that the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = common::edge_url_of_export_line(&export_line);
     Running {
         child,
         base,
         export_line,
         banner,
+        stderr,
+        stderr_task,
     }
 }
 
@@ -73,13 +184,32 @@ async fn exit_code(mut child: Child) -> i32 {
         .expect("an exit code, not a signal")
 }
 
+/// Stops a server with SIGTERM and returns its stderr.
+async fn stop(running: Running) -> Vec<String> {
+    signal(&running.child, "TERM").await;
+    running.stderr_after_exit().await
+}
+
 async fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
+    cli_in(None, args, &[], stdin).await
+}
+
+/// Runs the binary to its end in `cwd` with `envs` (and nothing else of the test's
+/// environment that it reads); returns the exit code, stdout and stderr.
+async fn cli_in(
+    cwd: Option<&Path>,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> (i32, String, String) {
+    run(command(&[], cwd, envs), args, stdin).await
+}
+
+async fn run(mut cmd: Command, args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(bytes) = stdin {
@@ -90,7 +220,7 @@ async fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     drop(input);
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
-        .unwrap()
+        .expect("the command ends in time")
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -100,9 +230,12 @@ async fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
 }
 
 async fn health(base: &str) -> u16 {
+    get_status(&format!("{base}/.well-known/blobs-emulator/health")).await
+}
+
+async fn get_status(uri: &str) -> u16 {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<blobjobs_emulator::body::ResponseBody>();
-    let uri = format!("{base}/.well-known/blobs-emulator/health");
     let req = http::Request::get(uri)
         .body(blobjobs_emulator::body::empty())
         .unwrap();
@@ -279,4 +412,365 @@ async fn conflicting_or_bad_flags_fail_fast() {
     )
     .await;
     assert_ne!(code, 0);
+}
+
+// Point: a stable dev token.
+
+#[tokio::test]
+async fn a_generated_token_is_kept_in_the_data_directory_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir_arg = dir.to_str().unwrap();
+    let first = start(&["--port", "0", "--dir", dir_arg, "--no-fsync"], &[]).await;
+    let token = first.token();
+    assert!(
+        first.banner.iter().any(|l| l.starts_with("token: ")),
+        "{:?}",
+        first.banner
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    }
+    // `env` recovers the running server's context from the directory alone.
+    let (code, out, err) = cli(&["env", "--dir", dir_arg], None).await;
+    assert_eq!((code, out.trim()), (0, first.export_line.as_str()), "{err}");
+    stop(first).await;
+
+    let second = start(&["--port", "0", "--dir", dir_arg, "--no-fsync"], &[]).await;
+    assert_eq!(second.token(), token, "a restart keeps the token");
+    stop(second).await;
+
+    // A token given through the environment wins for that run and is not written down.
+    let chosen = start(
+        &["--port", "0", "--dir", dir_arg],
+        &[("BLOBS_EMULATOR_TOKEN", "chosen-token")],
+    )
+    .await;
+    assert_eq!(chosen.token(), "chosen-token");
+    assert!(!chosen.banner.iter().any(|l| l.starts_with("token: ")));
+    // `env` cannot know that token: it says how to give it, in one line.
+    let (code, _, err) = cli(&["env", "--dir", dir_arg], None).await;
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("BLOBS_EMULATOR_TOKEN"), "{err}");
+    let (code, out, err) = cli_in(
+        None,
+        &["env", "--dir", dir_arg],
+        &[("BLOBS_EMULATOR_TOKEN", "chosen-token")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, chosen.export_line.as_str()),
+        "{err}"
+    );
+    stop(chosen).await;
+    let again = start(&["--port", "0", "--dir", dir_arg], &[]).await;
+    assert_eq!(again.token(), token);
+    stop(again).await;
+}
+
+#[tokio::test]
+async fn listening_beyond_loopback_without_tls_prints_a_warning() {
+    let wide = start(
+        &["--host", "0.0.0.0", "--port", "0", "--in-memory"],
+        &[("BLOBS_EMULATOR_TOKEN", "t")],
+    )
+    .await;
+    assert_eq!(health(&wide.base).await, 200);
+    let err = stop(wide).await;
+    assert!(
+        err.iter()
+            .any(|l| l.contains("warning") && l.contains("0.0.0.0") && l.contains("TLS")),
+        "{err:?}"
+    );
+    let local = start(
+        &["--port", "0", "--in-memory"],
+        &[("BLOBS_EMULATOR_TOKEN", "t")],
+    )
+    .await;
+    let err = stop(local).await;
+    assert!(!err.iter().any(|l| l.contains("warning")), "{err:?}");
+}
+
+// Point: a CLI that follows the context.
+
+#[tokio::test]
+async fn client_commands_follow_the_exported_context_and_take_the_store_positionally() {
+    let running = start(
+        &["--port", "0", "--in-memory"],
+        &[("BLOBS_EMULATOR_TOKEN", "ctx-token")],
+    )
+    .await;
+    // A folder without a data directory: the context is the only way to the server.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let context = running.context();
+    let env = [("NETLIFY_BLOBS_CONTEXT", context.as_str())];
+    let at = Some(elsewhere.path());
+    let (code, etag, err) = cli_in(at, &["set", "jobs", "job-1", "pending"], &env, None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(etag.trim().starts_with('"'), "{etag}");
+    let (code, out, err) = cli_in(at, &["get", "jobs", "job-1"], &env, None).await;
+    assert_eq!((code, out.as_str()), (0, "pending"), "{err}");
+    let (code, out, err) = cli_in(at, &["list", "jobs"], &env, None).await;
+    assert_eq!((code, out.as_str()), (0, "job-1\n"), "{err}");
+    // `--store` still works, and so does an input file after a positional store.
+    let (code, out, _) = cli_in(at, &["list", "--store", "jobs"], &env, None).await;
+    assert_eq!((code, out.as_str()), (0, "job-1\n"));
+    let (code, _, err) = cli_in(
+        at,
+        &["set", "jobs", "job-2", "--input", "-"],
+        &env,
+        Some(b"piped"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = cli_in(at, &["get", "--store", "jobs", "job-2"], &env, None).await;
+    assert_eq!(out, "piped");
+    let (code, _, err) = cli_in(at, &["delete", "jobs", "job-1"], &env, None).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = cli_in(at, &["list", "jobs"], &env, None).await;
+    assert_eq!(out, "job-2\n");
+    // Without a store, one line says how to name it.
+    let (code, _, err) = cli_in(at, &["list"], &env, None).await;
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("store"), "{err}");
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn client_commands_find_the_emulator_through_its_data_directory() {
+    let project = tempfile::tempdir().unwrap();
+    let at = Some(project.path());
+    // The defaults throughout: data in ./.blobs-emulator, a generated token, no flags.
+    let running = start_in(at, &["--port", "0", "--no-fsync"], &[]).await;
+    let (code, _, err) = cli_in(at, &["set", "jobs", "k", "v"], &[], None).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli_in(at, &["get", "jobs", "k"], &[], None).await;
+    assert_eq!((code, out.as_str()), (0, "v"), "{err}");
+    let (code, out, err) = cli_in(at, &["env"], &[], None).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, running.export_line.as_str()),
+        "{err}"
+    );
+    // From elsewhere, --dir names the directory.
+    let data = project.path().join(".blobs-emulator");
+    let (code, out, err) = cli(&["list", "jobs", "--dir", data.to_str().unwrap()], None).await;
+    assert_eq!((code, out.as_str()), (0, "k\n"), "{err}");
+    stop(running).await;
+    // Once it has stopped, a command says that nothing answers, in one line.
+    let (code, _, err) = cli_in(at, &["get", "jobs", "k"], &[], None).await;
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn host_names_are_resolved() {
+    let running = start(
+        &["--host", "localhost", "--port", "0", "--in-memory"],
+        &[("BLOBS_EMULATOR_TOKEN", "t")],
+    )
+    .await;
+    assert_eq!(health(&running.base).await, 200);
+    stop(running).await;
+    let (code, _, err) = cli(
+        &[
+            "--host",
+            "no-such-host.invalid",
+            "--port",
+            "0",
+            "--in-memory",
+        ],
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-host.invalid"), "{err}");
+}
+
+/// Runs `touch` in `dir` under `program`; whether it could create a file there.
+#[cfg(unix)]
+async fn can_write(program: &[&str], dir: &Path) -> bool {
+    let mut cmd = match program {
+        [] => Command::new("touch"),
+        [first, rest @ ..] => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg("touch");
+            cmd
+        }
+    };
+    cmd.arg(dir.join("probe"))
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .unwrap()
+        .success()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_data_directory_that_cannot_be_written_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("read-only");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root writes through permission bits. Run the emulator then as root without the
+    // capabilities that allow it (setpriv, from util-linux), so the directory is as
+    // unwritable for it as it is for any other user; check that it really is.
+    let mut program: &[&str] = &[];
+    if can_write(&[], &dir).await {
+        std::fs::remove_file(dir.join("probe")).unwrap();
+        program = &[
+            "setpriv",
+            "--bounding-set=-dac_override,-dac_read_search,-fowner",
+            "--",
+        ];
+    }
+    assert!(
+        !can_write(program, &dir).await,
+        "cannot make a directory that the emulator cannot write"
+    );
+    let mut cmd = command(program, None, &[]);
+    cmd.args(["--port", "0", "--dir", dir.to_str().unwrap()]);
+    let (code, out, err) = run(cmd, &[], None).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("listening"), "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("not writable"), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+}
+
+#[tokio::test]
+async fn an_invalid_log_level_is_refused() {
+    for bad in ["verbose", "info,verbose", "blobjobs=loud"] {
+        let (code, _, err) = cli(&["--log-level", bad, "--in-memory", "--port", "0"], None).await;
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("log level"), "{err}");
+    }
+    let running = start(
+        &[
+            "--log-level",
+            "warn,blobjobs_emulator=debug",
+            "--in-memory",
+            "--port",
+            "0",
+        ],
+        &[("BLOBS_EMULATOR_TOKEN", "t")],
+    )
+    .await;
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn user_errors_are_one_line_without_a_backtrace() {
+    let running = start(
+        &["--port", "0", "--in-memory"],
+        &[("BLOBS_EMULATOR_TOKEN", "t")],
+    )
+    .await;
+    let context = running.context();
+    let env = [
+        ("RUST_BACKTRACE", "1"),
+        ("RUST_LIB_BACKTRACE", "1"),
+        ("NETLIFY_BLOBS_CONTEXT", context.as_str()),
+    ];
+    let port = running.port();
+    for args in [
+        &["get", "jobs", "nope"][..],
+        &["get", "jobs", "k", "--token", "wrong"],
+        &["serve", "--port", &port, "--in-memory"],
+    ] {
+        let (code, _, err) = cli_in(None, args, &env, None).await;
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("backtrace"), "{err}");
+    }
+    stop(running).await;
+}
+
+/// The access log lines of one server's stderr.
+fn access_lines(err: &[String]) -> Vec<&String> {
+    err.iter().filter(|l| l.contains("access")).collect()
+}
+
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request_and_follows_quiet_and_json() {
+    let secret_query = "/.well-known/blobs-emulator/health?signature=topsecret&prefix=a";
+    let env = [("BLOBS_EMULATOR_TOKEN", "t")];
+    // The default level: on, plain text without colour codes when stderr is not a terminal.
+    let running = start(&["--port", "0", "--in-memory"], &env).await;
+    let url = ["--url", running.base.as_str()];
+    let (code, _, err) = cli_in(
+        None,
+        &[&["set", "s", "k", "hello"][..], &url].concat(),
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        get_status(&format!("{}{secret_query}", running.base)).await,
+        200
+    );
+    let err = stop(running).await;
+    let lines = access_lines(&err);
+    assert_eq!(lines.len(), 2, "{err:?}");
+    let put = lines[0];
+    for part in [
+        "PUT",
+        "/local-site/site:s/k",
+        "status=200",
+        "bytes_in=5",
+        "duration_ms=",
+    ] {
+        assert!(put.contains(part), "{part} in {put}");
+    }
+    assert!(
+        lines[1].contains("prefix=a") && lines[1].contains("bytes_out=3"),
+        "{}",
+        lines[1]
+    );
+    assert!(!err.iter().any(|l| l.contains("topsecret")), "{err:?}");
+    assert!(!err.iter().any(|l| l.contains('\u{1b}')), "{err:?}");
+
+    // --quiet: no access log.
+    let quiet = start(&["--port", "0", "--in-memory", "--quiet"], &env).await;
+    assert_eq!(health(&quiet.base).await, 200);
+    let err = stop(quiet).await;
+    assert!(access_lines(&err).is_empty(), "{err:?}");
+
+    // --log-format json: every line is a JSON object, the request's fields at the top.
+    let json = start(
+        &["--port", "0", "--in-memory", "--log-format", "json"],
+        &env,
+    )
+    .await;
+    assert_eq!(
+        get_status(&format!("{}{secret_query}", json.base)).await,
+        200
+    );
+    let err = stop(json).await;
+    let objects: Vec<serde_json::Value> = err
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let request = objects
+        .iter()
+        .find(|o| o["method"] == "GET")
+        .unwrap_or_else(|| panic!("{objects:?}"));
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["bytes_out"], 3);
+    assert!(request["duration_ms"].is_number(), "{request}");
+    assert!(!request["path"].as_str().unwrap().contains("topsecret"));
 }

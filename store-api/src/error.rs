@@ -34,11 +34,14 @@ pub enum ErrorKind {
     Unavailable,
     /// A local I/O failure.
     Io,
+    /// The storage has no room left (a full disk or an exhausted quota): nothing was
+    /// written, and what was stored before is intact.
+    StorageFull,
 }
 
 impl ErrorKind {
     /// Every kind, so that code mapping names or statuses can be checked to cover them all.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidInput,
         ErrorKind::NotFound,
         ErrorKind::PreconditionFailed,
@@ -52,6 +55,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Unavailable,
         ErrorKind::Io,
+        ErrorKind::StorageFull,
     ];
 
     /// The kind whose [`ErrorKind::as_str`] is `name`.
@@ -75,6 +79,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Io => "io",
+            ErrorKind::StorageFull => "storage_full",
         }
     }
 }

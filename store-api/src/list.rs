@@ -118,10 +118,16 @@ impl Paginator {
         }
         match &self.after {
             Some(After::Key(k)) if entry.key.as_str() <= k.as_str() => return Flow::Continue,
+            // The directory `d` stood for every key `d/…`, and it came after every key below
+            // them, such as `d-1` or `d.x` (bytes below `/`): all of them are on earlier pages.
             Some(After::Dir(d))
                 if entry.key.as_str() <= d.as_str()
                     || (entry.key.starts_with(d.as_str())
-                        && entry.key.as_bytes().get(d.len()) == Some(&b'/')) =>
+                        && entry
+                            .key
+                            .as_bytes()
+                            .get(d.len())
+                            .is_some_and(|&b| b <= b'/')) =>
             {
                 return Flow::Continue;
             }
@@ -203,6 +209,7 @@ mod tests {
         loop {
             let page = paginate(all.clone(), &options.clone().cursor(cursor)).unwrap();
             pages += 1;
+            assert!(pages <= all.len() + 1, "the cursors go round");
             blobs.extend(page.blobs.into_iter().map(|e| e.key));
             dirs.extend(page.directories);
             cursor = page.next_cursor;
@@ -211,6 +218,17 @@ mod tests {
             }
         }
         (blobs, dirs, pages)
+    }
+
+    /// A key such as `a-1` sorts after `a` but before the directory `a/`, so a cursor past the
+    /// directory must skip it: it was on an earlier page (paging used to go round forever).
+    #[test]
+    fn a_cursor_past_a_directory_skips_the_keys_listed_before_it() {
+        let keys = ["a", "a-1", "a.b", "a/x", "a/y", "a0", "b"];
+        let (blobs, dirs, pages) = walk(&keys, ListOptions::new().directories(true).page_size(1));
+        assert_eq!(blobs, ["a", "a-1", "a.b", "a0", "b"]);
+        assert_eq!(dirs, ["a"]);
+        assert_eq!(pages, 6);
     }
 
     #[test]

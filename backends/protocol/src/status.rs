@@ -8,8 +8,9 @@ use http::StatusCode;
 /// The kind of error a client reports for an unexpected `status`.
 ///
 /// 404 and 412 rarely become errors: operations turn them into "absent" and "condition
-/// failed" before asking. 429 and every 5xx are [`ErrorKind::Unavailable`] (worth another
-/// try); any other status the protocol does not use is [`ErrorKind::Protocol`].
+/// failed" before asking. 507 (the server's storage is full) is [`ErrorKind::StorageFull`];
+/// 429 and every other 5xx are [`ErrorKind::Unavailable`] (worth another try); any other
+/// status the protocol does not use is [`ErrorKind::Protocol`].
 pub fn kind_for_status(status: StatusCode) -> ErrorKind {
     match status.as_u16() {
         400 => ErrorKind::InvalidInput,
@@ -19,6 +20,7 @@ pub fn kind_for_status(status: StatusCode) -> ErrorKind {
         412 => ErrorKind::PreconditionFailed,
         413 => ErrorKind::TooLarge,
         429 => ErrorKind::Unavailable,
+        507 => ErrorKind::StorageFull,
         s if s >= 500 => ErrorKind::Unavailable,
         _ => ErrorKind::Protocol,
     }
@@ -28,7 +30,8 @@ pub fn kind_for_status(status: StatusCode) -> ErrorKind {
 ///
 /// The job-layer kinds (`Conflict`, `IllegalTransition`, `LeaseHeld`) are 409; a server that
 /// could not do its work (`Timeout`, `Unavailable`) answers 503, which clients retry; a
-/// failure of the server's own storage (`Corrupt`, `Protocol`, `Io`) is 500.
+/// failure of the server's own storage (`Corrupt`, `Protocol`, `Io`) is 500, and storage with
+/// no room left (`StorageFull`) is 507 Insufficient Storage.
 pub fn status_for_kind(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
@@ -43,6 +46,7 @@ pub fn status_for_kind(kind: ErrorKind) -> StatusCode {
         ErrorKind::Corrupt | ErrorKind::Protocol | ErrorKind::Io => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         // A kind added to store-api later is a server failure until it gets a row above.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -69,6 +73,7 @@ mod tests {
         assert_eq!(kind(413), ErrorKind::TooLarge);
         assert_eq!(kind(429), ErrorKind::Unavailable);
         assert_eq!(kind(500), ErrorKind::Unavailable);
+        assert_eq!(kind(507), ErrorKind::StorageFull);
         assert_eq!(kind(503), ErrorKind::Unavailable);
         assert_eq!(kind(409), ErrorKind::Protocol);
         assert_eq!(kind(302), ErrorKind::Protocol);
@@ -89,6 +94,7 @@ mod tests {
                 ErrorKind::TooLarge => 413,
                 ErrorKind::Timeout | ErrorKind::Unavailable => 503,
                 ErrorKind::Corrupt | ErrorKind::Protocol | ErrorKind::Io => 500,
+                ErrorKind::StorageFull => 507,
                 other => panic!("{other:?} has no status in this table"),
             };
             assert_eq!(status.as_u16(), expected, "{kind:?}");

@@ -9,12 +9,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt as _};
 use std::path::PathBuf;
 
 use blobjobs_store_api::{Error, ErrorKind, Result};
 
 use super::names::LOCK_FILE;
+use super::write::FILE_MODE;
 use super::{Inner, io_error};
 
 /// The store's exclusive lock, held while the value lives.
@@ -136,6 +137,7 @@ impl Inner {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(|e| io_error("cannot open lock file", &path, e))?;
         file.lock().map_err(|e| io_error("cannot lock", &path, e))?;

@@ -32,9 +32,13 @@
 //!     .lock                        the store's lock file and change counter; never removed
 //!     <encoded key>.b              one blob: header and value in one file
 //!     <piece>/…/<last piece>.b     a key whose encoding is longer than 200 characters
-//!     .tmp-<16 hex>                a write in progress, in its target's directory
+//!     .tmp-l<16 hex>               a write in progress, in its target's directory, locked
+//!                                  by its writer (`.tmp-<16 hex>` from older versions)
 //!   .tmp-<16 hex>/                 a hashed store directory being built
 //! ```
+//!
+//! *Permissions.* Files are created `0600` and directories `0700` (narrowed further by the
+//! umask): blobs may hold anything, and the data directory may sit where other users look.
 //!
 //! *Encoding.* Names never reach the file system raw. Store names and keys keep the bytes `a-z`,
 //! `0-9`, `_` and `-`; every other byte, upper-case letters included, becomes `%XX` with
@@ -70,8 +74,8 @@
 //!
 //! A write ([`BlobStore::set`], [`BlobStore::set_stream`]):
 //!
-//! 1. writes the whole blob file to `.tmp-<16 hex>` in its target's directory and fsyncs it
-//!    (`fdatasync`): the slow part, done without the lock;
+//! 1. writes the whole blob file to `.tmp-l<16 hex>` in its target's directory, holding an
+//!    `flock` on it, and fsyncs it (`fdatasync`): the slow part, done without the store lock;
 //! 2. takes the store lock, checks the condition against the current file (`IfNew`: is there
 //!    one; `IfMatch`: the ETag in its header), moves the change counter to odd, renames the
 //!    temporary file over the target, moves the counter to even and releases the lock;
@@ -90,6 +94,10 @@
 //! header with the widest placeholder values, which is rewritten in place, padded to the same
 //! length, once the size is known. Both paths check `max_size` at every chunk, and a body that
 //! fails or is too large writes nothing.
+//!
+//! *A full disk.* A write that meets `ENOSPC` or `EDQUOT` at any step fails with
+//! [`ErrorKind::StorageFull`] (every other failure of the file system is [`ErrorKind::Io`]);
+//! like any failed write it removes its temporary file and leaves the old version in place.
 //!
 //! *Without fsync* ([`FileOptions::fsync`] `false`, the emulator's `--no-fsync`) step 1 skips
 //! the `fdatasync` and step 3 the directory fsync, and step 2 swaps the temporary file with the
@@ -162,9 +170,10 @@
 //! directories behave as in every other backend, and a key that exists throughout a paginated
 //! walk appears exactly once. Headers are read only for the keys on the page; 64 or more of
 //! them are read on up to 4 threads, as each costs a few system calls and little else. A key
-//! deleted between the walk and the header read is left out of the page; a damaged one fails
-//! the page with [`ErrorKind::Corrupt`]. A walk costs O(keys under the prefix); the cache makes
-//! it happen once per change of the store rather than once per page.
+//! deleted between the walk and the header read is left out of the page, and so is a damaged
+//! one, with a warning in the log: reads of that key fail with [`ErrorKind::Corrupt`], the rest
+//! of the store lists and reads as before. A walk costs O(keys under the prefix); the cache
+//! makes it happen once per change of the store rather than once per page.
 //!
 //! *Stamp.* A lister reads the counter without the lock, together with the lock file's device
 //! and inode numbers. Only an even, non-zero value is a stamp; an odd one (a change in progress,
@@ -178,6 +187,16 @@
 //! when its stamp equals the cached one and its prefix starts with the cached prefix. Headers
 //! read for such a listing join the cache only if the stamp read after reading them is still the
 //! same and the cache still holds that stamp. Any other listing walks again.
+//!
+//! *Memory.* Every cache charges an estimate of its size (about 140 bytes per key plus the key,
+//! and 80 more per header) to a budget: [`DEFAULT_LIST_CACHE_BYTES`] per handle opened on its
+//! own, one shared budget for all handles of a [`Catalog`](crate::Catalog)
+//! ([`Catalog::set_list_cache_bytes`](crate::Catalog::set_list_cache_bytes), the emulator's
+//! `--list-cache-bytes`). A walk that fits empties the least recently used caches of other stores
+//! as needed; headers join only while they fit. A walk that outgrows the whole budget is
+//! dropped, and the page comes from walks that keep only the first `page size + 1` items (keys,
+//! or directories in directories mode) in memory: every page then costs a walk, but a listing of
+//! any store needs memory in proportion to its page size.
 //!
 //! *Own changes.* A change made through a handle keeps that handle's cache, so a process's own
 //! writes keep its listings cached (in the emulator every write goes through the catalog's
@@ -202,11 +221,16 @@
 //!
 //! # Temporary files and the sweep
 //!
-//! A writer that dies leaves its temporary file behind. It is never listed, and every handle
-//! removes the ones in its store (chunk directories included) that have not been modified for
-//! an hour: at its first write or delete, and again at the first after each hour since its last
-//! sweep. A live write changes its file with every chunk it receives and renames it moments
-//! after the last, so only a dead writer's file gets that old.
+//! A writer that dies leaves its temporary file behind. It is never listed, and it is swept:
+//! a writer holds an `flock` on its temporary file until the write is over, and a lock dies
+//! with its process, so a sweep removes a temporary file exactly when it can lock it, whatever
+//! its age (and removes it while holding the lock; a writer that loses that race sees its new
+//! file gone once it gets the lock and starts over with another). A
+//! [`Catalog::file`](crate::Catalog::file) sweeps every store when it opens, so a restarted
+//! server starts clean even while other processes write the same root; every handle sweeps its
+//! store (chunk directories included) at its first write or delete, and again at the first
+//! after each hour. Temporary files of older versions, which carry no lock, are removed once
+//! unmodified for an hour.
 //!
 //! # Known limits
 //!
@@ -217,13 +241,14 @@
 //!   another handle or process. So does one made while a lock file is replaced by a copy that
 //!   carries the same counter and gets the old file's inode number.
 //! - The cache keeps in memory, per handle, the keys of the walked prefix and the headers read
-//!   so far; a [`FileCatalog`](crate::catalog::FileCatalog) keeps up to 10,000 handles.
-//! - Temporary files of writers killed mid-write stay on disk for at least an hour, until a
-//!   handle sweeps. A streamed upload that stalls for an hour, a write that waits an hour for
-//!   the lock, or a clock that jumps an hour forward lets a sweep take a live write's temporary
-//!   file; that write then fails with an error, and nothing acknowledged is lost. A process
-//!   killed while it builds a hashed store directory leaves a `.tmp-<16 hex>/` directory in the
-//!   root, which is never listed and never swept.
+//!   so far, within its budget; a [`FileCatalog`](crate::catalog::FileCatalog) keeps up to
+//!   10,000 handles.
+//! - Temporary files of writers killed mid-write stay on disk until a catalog opens on the root
+//!   or a handle sweeps. An older version's unlocked temporary file is swept by age, so there a
+//!   streamed upload that stalls for an hour lets a sweep take a live write's file; that write
+//!   then fails with an error, and nothing acknowledged is lost. A process killed while it
+//!   builds a hashed store directory leaves a `.tmp-<16 hex>/` directory in the root, which is
+//!   never listed and never swept.
 //! - Without fsync, the swapped-out old version stays in its chunk directory until just after
 //!   the lock is released; a delete of the last key of that directory in that instant leaves
 //!   the directory empty. Empty chunk directories are never listed and change nothing else.
@@ -243,9 +268,9 @@
 //! - `read`: reading blob files whole, header only or as a stream, blocking or in place.
 //! - `write`: temporary files, the commit under the lock, `set`, `set_stream`, deletes.
 //! - `counter`: the store lock and the change counter.
-//! - `list_cache`: the listing cache.
+//! - `list_cache`: the listing cache and its memory budget.
 //! - `walk`: listing pages, the directory walk and [`FileStore::list_stores`].
-//! - `sweep`: removing dead writers' temporary files.
+//! - `sweep`: removing dead writers' temporary files, per handle and for a whole root.
 //! - `sys`: the platform calls (`openat2`, `preadv2`, `renameat2`, fsync).
 
 mod counter;
@@ -270,14 +295,18 @@ use blobjobs_store_api::{
 };
 use bytes::Bytes;
 
+pub use self::list_cache::DEFAULT_LIST_CACHE_BYTES;
 use self::list_cache::ListCache;
+pub(crate) use self::list_cache::ListCacheBudget;
 pub(crate) use self::names::check_store_name;
 use self::names::store_dir;
 use self::read::{
     Opened, WHOLE_READ, open_blob, read_blob, read_blob_cached, read_blob_info,
     read_blob_info_cached, value_stream,
 };
+pub(crate) use self::sweep::sweep_root;
 use self::walk::list_stores_blocking;
+pub(crate) use self::write::make_dir_all;
 
 #[cfg(test)]
 pub(crate) use self::sys::fsyncs_under;
@@ -336,7 +365,21 @@ impl FileStore {
     /// A handle on the store called `store_name` under `root`. Nothing is created on disk until
     /// the first write. The name may be any non-empty UTF-8 text up to
     /// [`MAX_FILE_STORE_NAME_BYTES`] bytes; it is encoded, never used as a path.
+    ///
+    /// The handle's listing cache may hold up to [`DEFAULT_LIST_CACHE_BYTES`]; the handles of a
+    /// [`Catalog`](crate::Catalog) share one budget instead.
     pub fn open(root: impl AsRef<Path>, store_name: &str, options: FileOptions) -> Result<Self> {
+        let budget = Arc::new(ListCacheBudget::new(DEFAULT_LIST_CACHE_BYTES));
+        Self::open_with_budget(root, store_name, options, &budget)
+    }
+
+    /// [`FileStore::open`], with a listing cache that charges `budget`.
+    pub(crate) fn open_with_budget(
+        root: impl AsRef<Path>,
+        store_name: &str,
+        options: FileOptions,
+        budget: &Arc<ListCacheBudget>,
+    ) -> Result<Self> {
         check_store_name(store_name)?;
         let root = root.as_ref().to_path_buf();
         let (dir, hashed) = store_dir(&root, store_name);
@@ -347,7 +390,7 @@ impl FileStore {
                 dir,
                 hashed,
                 options,
-                list_cache: ListCache::default(),
+                list_cache: ListCache::new(Arc::clone(budget)),
                 swept: Mutex::new(None),
             }),
         })
@@ -408,8 +451,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::new(ErrorKind::Io, format!("file task did not finish: {e}")))?
 }
 
+/// An error of the file system about `path`. A full disk or an exhausted quota is
+/// [`ErrorKind::StorageFull`], any other failure [`ErrorKind::Io`]. The message names the path,
+/// for the server's log; a server shows its clients the kind and the cause (`source`) alone.
 fn io_error(what: &str, path: &Path, err: io::Error) -> Error {
-    Error::io(format!("{what} {}", path.display()), err)
+    let kind = match err.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
+        _ => ErrorKind::Io,
+    };
+    Error::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
 }
 
 fn corrupt(path: &Path, why: &str) -> Error {
@@ -494,6 +544,33 @@ impl BlobStore for FileStore {
             .clone()
             .set_stream(key, body, max_size, options)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk or quota is told apart from other failures of the file system, whatever
+    /// the operation that met it.
+    #[test]
+    fn a_full_disk_is_storage_full() {
+        let path = Path::new("/data/store/.tmp-l0");
+        let kind =
+            |errno| io_error("cannot write", path, io::Error::from_raw_os_error(errno)).kind();
+        assert_eq!(
+            kind(rustix::io::Errno::NOSPC.raw_os_error()),
+            ErrorKind::StorageFull
+        );
+        assert_eq!(
+            kind(rustix::io::Errno::DQUOT.raw_os_error()),
+            ErrorKind::StorageFull
+        );
+        assert_eq!(
+            kind(rustix::io::Errno::ACCESS.raw_os_error()),
+            ErrorKind::Io
+        );
+        assert_eq!(kind(rustix::io::Errno::IO.raw_os_error()), ErrorKind::Io);
     }
 }
 

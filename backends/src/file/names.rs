@@ -25,6 +25,16 @@ pub(super) const HASHED_STORE_SUFFIX: &str = ".h";
 pub(super) const LOCK_FILE: &str = ".lock";
 pub(super) const NAME_FILE: &str = ".name";
 pub(super) const TEMP_PREFIX: &str = ".tmp-";
+/// Temporary files named `.tmp-l<16 hex>` are locked (`flock`) by their writer for as long as
+/// it works on them, so a sweep can tell a dead writer's file from a live one's at any age.
+/// Older versions wrote `.tmp-<16 hex>` without a lock; those are swept by age only.
+pub(super) const LOCKED_TEMP_PREFIX: &str = ".tmp-l";
+
+/// Whether `name` is a temporary file locked by its writer (see [`LOCKED_TEMP_PREFIX`]).
+pub(super) fn is_locked_temp(name: &str) -> bool {
+    name.strip_prefix(LOCKED_TEMP_PREFIX)
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// Where one key lives.
 pub(super) struct KeyPath {

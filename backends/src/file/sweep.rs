@@ -1,26 +1,36 @@
 //! Removing the temporary files that writers which died left behind.
 //!
-//! A handle sweeps at its first write or delete and then at most once per [`STALE_TEMP`]; a
-//! sweep removes the regular files named `.tmp-…` in the store and its chunk directories that
-//! were last modified at least [`STALE_TEMP`] ago. It is best effort: what it cannot remove
-//! stays, never listed.
+//! A writer locks its temporary file (`.tmp-l<16 hex>`, see `names::LOCKED_TEMP_PREFIX`) for
+//! as long as it works on it, and a lock dies with its process. So a sweep removes such a file
+//! exactly when it can take the lock itself, whatever its age, and removes it while holding the
+//! lock; a writer that created its file just before the sweep took the lock sees the file gone
+//! once it gets the lock, and starts over with another (`write::Inner::create_temp`). Files of
+//! older versions (`.tmp-<16 hex>`, never locked) are removed once unmodified for
+//! [`STALE_TEMP`].
+//!
+//! [`sweep_root`] sweeps every store under a root, which a
+//! [`Catalog::file`](crate::Catalog::file) does when it opens, so a restarted server starts
+//! clean. A handle also sweeps its store at its first write or delete, and then at most once per
+//! [`STALE_TEMP`]. Sweeping is best effort: what it cannot remove stays, never listed.
 
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Inner;
-use super::names::TEMP_PREFIX;
+use super::names::{TEMP_PREFIX, is_locked_temp};
+use super::sys::open_existing;
 
-/// A temporary file unchanged for this long was left by a writer that died: a live write
-/// changes its file with every chunk it receives and renames it moments after the last.
+/// A temporary file of an older version unchanged for this long was left by a writer that
+/// died: a live write changes its file with every chunk it receives and renames it moments
+/// after the last.
 const STALE_TEMP: Duration = Duration::from_secs(60 * 60);
 
 impl Inner {
     /// Before the first change made through this handle, and before the first change after
     /// every [`STALE_TEMP`] since the last sweep, removes the temporary files that writers
-    /// which died left in the store (those untouched for [`STALE_TEMP`]). Best effort: a file
-    /// that cannot be removed stays, never listed, as it would have anyway.
+    /// which died left in the store. Best effort: a file that cannot be removed stays, never
+    /// listed, as it would have anyway.
     pub(super) fn sweep(&self) {
         {
             let Ok(mut last) = self.swept.lock() else {
@@ -31,7 +41,7 @@ impl Inner {
             }
             *last = Some(Instant::now());
         }
-        let removed = sweep_stale_temps(&self.dir, SystemTime::now());
+        let removed = sweep_dead_temps(&self.dir, SystemTime::now());
         if removed > 0 {
             tracing::info!(
                 "removed {removed} temporary files left by interrupted writes in {}",
@@ -41,9 +51,33 @@ impl Inner {
     }
 }
 
-/// Removes the temporary files in `dir` and its chunk directories that were last modified at
-/// least [`STALE_TEMP`] before `now`; returns how many it removed.
-fn sweep_stale_temps(dir: &Path, now: SystemTime) -> usize {
+/// Removes the temporary files of dead writers in every store directory under `root`; returns
+/// how many it removed.
+pub(crate) fn sweep_root(root: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(root) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let is_store = entry.file_type().is_ok_and(|t| t.is_dir())
+            && !entry.file_name().to_string_lossy().starts_with('.');
+        if is_store {
+            removed += sweep_dead_temps(&entry.path(), now);
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} temporary files left by interrupted writes under {}",
+            root.display()
+        );
+    }
+    removed
+}
+
+/// Removes the temporary files of dead writers in `dir` and its chunk directories; returns how
+/// many it removed.
+fn sweep_dead_temps(dir: &Path, now: SystemTime) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
@@ -55,7 +89,9 @@ fn sweep_stale_temps(dir: &Path, now: SystemTime) -> usize {
             continue;
         };
         if file_type.is_dir() && !name.starts_with('.') {
-            removed += sweep_stale_temps(&entry.path(), now);
+            removed += sweep_dead_temps(&entry.path(), now);
+        } else if file_type.is_file() && is_locked_temp(name) {
+            removed += usize::from(remove_if_unlocked(&entry.path()));
         } else if file_type.is_file() && name.starts_with(TEMP_PREFIX) {
             let modified = entry.metadata().and_then(|m| m.modified());
             let stale =
@@ -66,4 +102,15 @@ fn sweep_stale_temps(dir: &Path, now: SystemTime) -> usize {
         }
     }
     removed
+}
+
+/// Removes the locked temporary file at `path` if no writer holds its lock, while holding it.
+fn remove_if_unlocked(path: &Path) -> bool {
+    let Ok(Some(file)) = open_existing(path) else {
+        return false;
+    };
+    if file.try_lock().is_err() {
+        return false;
+    }
+    fs::remove_file(path).is_ok()
 }

@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt;
 
 use super::format::{Header, PREFIX_LEN, blob_prefix};
-use super::list_cache::{CachedKey, Listed};
-use super::names::{KeyPath, NAME_FILE, TEMP_PREFIX, random_hex};
+use super::list_cache::Listed;
+use super::names::{KeyPath, LOCKED_TEMP_PREFIX, NAME_FILE, TEMP_PREFIX, random_hex};
 use super::read::{exists, read_blob_info};
 use super::sys::{exchange, sync_all, sync_data, sync_dir};
 use super::walk::walk_keys;
@@ -37,10 +38,39 @@ const SMALL_BODY: usize = 64 * 1024;
 /// the empty directory it had just created.
 const CREATE_ATTEMPTS: usize = 16;
 
-/// A temporary file that is removed unless it was renamed into place.
+/// The permissions of every file the backend creates: the owner's only, as blobs may hold
+/// anything (the process's umask may narrow them further).
+pub(super) const FILE_MODE: u32 = 0o600;
+/// The permissions of every directory the backend creates.
+pub(super) const DIR_MODE: u32 = 0o700;
+
+/// Creates the directory `path` with [`DIR_MODE`]; its parent must exist.
+pub(super) fn make_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(DIR_MODE).create(path)
+}
+
+/// Creates the directory `path` and its missing parents, each with [`DIR_MODE`].
+pub(crate) fn make_dir_all(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+}
+
+/// Options that create a new file with [`FILE_MODE`], failing if it exists.
+fn new_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(FILE_MODE);
+    options
+}
+
+/// A temporary file that is removed unless it was renamed into place. It holds the file's
+/// `flock` until dropped, which tells a sweep that its writer is alive.
 pub(super) struct TempFile {
     pub(super) path: PathBuf,
     armed: bool,
+    /// A descriptor of the file, kept open (and so locked) until the write is over.
+    _lock: File,
 }
 
 impl TempFile {
@@ -74,14 +104,14 @@ impl Inner {
             return Ok(());
         }
         if !self.root.is_dir() {
-            fs::create_dir_all(&self.root)
+            make_dir_all(&self.root)
                 .map_err(|e| io_error("cannot create directory", &self.root, e))?;
             if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
                 self.sync_dir(parent)?;
             }
         }
         if !self.hashed {
-            match fs::create_dir(&self.dir) {
+            match make_dir(&self.dir) {
                 Ok(()) => return self.sync_dir(&self.root),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
                 Err(e) => return Err(io_error("cannot create directory", &self.dir, e)),
@@ -89,10 +119,11 @@ impl Inner {
         }
         let temp = self.root.join(format!("{TEMP_PREFIX}{}", random_hex()?));
         let built = (|| {
-            fs::create_dir(&temp).map_err(|e| io_error("cannot create directory", &temp, e))?;
+            make_dir(&temp).map_err(|e| io_error("cannot create directory", &temp, e))?;
             let name_path = temp.join(NAME_FILE);
-            let mut file =
-                File::create(&name_path).map_err(|e| io_error("cannot create", &name_path, e))?;
+            let mut file = new_file()
+                .open(&name_path)
+                .map_err(|e| io_error("cannot create", &name_path, e))?;
             file.write_all(self.name.as_bytes())
                 .map_err(|e| io_error("cannot write", &name_path, e))?;
             if self.options.fsync {
@@ -121,7 +152,7 @@ impl Inner {
         for part in rel.components() {
             let parent = current.clone();
             current.push(part);
-            match fs::create_dir(&current) {
+            match make_dir(&current) {
                 Ok(()) => self.sync_dir(&parent)?,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("cannot create directory", &current, e)),
@@ -130,14 +161,34 @@ impl Inner {
         Ok(())
     }
 
-    /// Creates a new temporary file in `dir`, creating the directory if needed.
+    /// Creates a new temporary file in `dir`, creating the directory if needed, and locks it
+    /// for as long as the returned [`TempFile`] lives.
     pub(super) fn create_temp(&self, dir: &Path) -> Result<(File, TempFile)> {
         self.sweep();
         let mut last_error = None;
         for _ in 0..CREATE_ATTEMPTS {
-            let path = dir.join(format!("{TEMP_PREFIX}{}", random_hex()?));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((file, TempFile { path, armed: true })),
+            let path = dir.join(format!("{LOCKED_TEMP_PREFIX}{}", random_hex()?));
+            match new_file().open(&path) {
+                Ok(file) => {
+                    // A sweep that found the file before the lock was taken removed it: then
+                    // it has no name any more, and the write starts over with another.
+                    let lock = file
+                        .try_clone()
+                        .and_then(|lock| lock.lock().map(|()| lock))
+                        .map_err(|e| io_error("cannot lock", &path, e))?;
+                    let meta = lock
+                        .metadata()
+                        .map_err(|e| io_error("cannot stat", &path, e))?;
+                    if meta.nlink() == 0 {
+                        continue;
+                    }
+                    let temp = TempFile {
+                        path,
+                        armed: true,
+                        _lock: lock,
+                    };
+                    return Ok((file, temp));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.ensure_dir(dir)?;
                     last_error = Some(e);
@@ -191,11 +242,7 @@ impl Inner {
         let etag = written.etag.clone();
         self.list_cache.follow(&lock, &change, |cached| {
             if key.starts_with(&cached.prefix) {
-                let entry = CachedKey {
-                    path: target.file.clone(),
-                    listed: Some(written),
-                };
-                cached.entries.insert(key.to_owned(), entry);
+                cached.insert(key, written);
             }
         });
         lock.end_change(change);
@@ -251,9 +298,8 @@ impl Inner {
             Err(e) => return Err(io_error("cannot remove", &target.file, e)),
         }
         let synced = self.remove_empty_chunks(&target.dir);
-        self.list_cache.follow(&lock, &change, |cached| {
-            cached.entries.remove(key);
-        });
+        self.list_cache
+            .follow(&lock, &change, |cached| cached.remove(key));
         lock.end_change(change);
         drop(lock);
         self.sync_dir(&synced)
@@ -285,10 +331,13 @@ impl Inner {
         let lock = self.lock()?;
         let change = lock.begin_change()?;
         let mut found = Vec::new();
-        walk_keys(&self.dir, &mut Vec::new(), "", &mut found, None)?;
+        walk_keys(&self.dir, &mut Vec::new(), "", &mut |_, path| {
+            found.push(path);
+            true
+        })?;
         let mut count = 0;
         let mut dirs = Vec::new();
-        for (_, path) in &found {
+        for path in &found {
             match fs::remove_file(path) {
                 Ok(()) => count += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -307,7 +356,7 @@ impl Inner {
             self.remove_empty_chunks(dir);
         }
         self.list_cache
-            .follow(&lock, &change, |cached| cached.entries.clear());
+            .follow(&lock, &change, |cached| cached.clear());
         lock.end_change(change);
         drop(lock);
         self.sync_dir(&self.dir)?;

@@ -7,9 +7,12 @@
 //! NETLIFY_BLOBS_CONTEXT=… cargo run -p blobjobs-conformance-runner --      # a Netlify function's context
 //! ```
 //!
-//! Each case's line goes to stderr as it finishes; the report (every failure with its shrunk
-//! timeline and replay line) goes to stdout. Exit status: 0 when every case passed, 1 when a
-//! case failed, 2 when the flags are wrong or the store cannot be opened.
+//! First a read, a write and a delete check that the store can be reached and the
+//! credentials work (within 3 s). Each case's line goes to stderr as it finishes; the report
+//! (every failure with its shrunk timeline and the command line that replays it, then the
+//! failures grouped by likely cause) goes to stdout. The run then deletes every key it wrote,
+//! unless `--keep`. Exit status: 0 when every case passed, 1 when a case failed, 2 when the
+//! flags are wrong or the store cannot be opened, reached or written with the credentials.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,11 +20,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use blobjobs_backends::http::Token;
-use blobjobs_backends::open::OpenOptions;
+use blobjobs_backends::open::{OpenOptions, StoreSpec};
 use blobjobs_conformance::{Capabilities, Options, Report, SharedFactory};
+use blobjobs_conformance_runner::preflight::{PREFLIGHT_LIMIT, preflight, preflight_retry};
+use blobjobs_conformance_runner::tracked::Tracked;
 use blobjobs_conformance_runner::{
-    DEFAULT_STORE_NAME, backend_label, process_factory, run_with_progress, selected_cases,
-    serve_instance, spec_factory,
+    DEFAULT_STORE_NAME, ReplayCommand, backend_label, fresh_seed, grading_retry, process_factory,
+    run_with_progress, selected_cases, serve_instance, spec_factory, target_label,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -74,10 +79,13 @@ struct Grade {
     /// Run every instance as a separate OS process (this binary's `instance` subcommand).
     #[arg(long)]
     processes: bool,
-    /// The backend's name in reports (default: memory, file, http or netlify, with
-    /// -processes).
+    /// The backend's name in reports (default: the URL's host:port, or memory, file or
+    /// netlify; with "-processes" after it under --processes).
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// Keep the keys the run wrote (by default the run deletes them when it ends).
+    #[arg(long)]
+    keep: bool,
     /// Generated operation sequences per model-based case (and workloads per history case).
     #[arg(long, env = "CONFORMANCE_CASES", value_name = "N")]
     cases: Option<u32>,
@@ -182,23 +190,12 @@ fn grade(args: Grade) -> Result<bool> {
     let open = OpenOptions {
         token: token.map(Token::new),
         site_id: site.map(str::to_owned),
+        retry: grading_retry(),
         ..OpenOptions::default()
     };
     // Opening in this process first checks the configuration in both modes.
-    let in_process = spec_factory(&args.url, &args.store, open)
+    let in_process = spec_factory(&args.url, &args.store, open.clone())
         .with_context(|| format!("cannot open the store {:?}", args.store))?;
-    let factory: SharedFactory = if args.processes {
-        let program = std::env::current_exe().context("cannot find this program's path")?;
-        std::sync::Arc::new(process_factory(
-            program,
-            &args.url,
-            &args.store,
-            token,
-            site,
-        ))
-    } else {
-        in_process
-    };
 
     let mut caps = Capabilities::default()
         .metadata(!args.no_metadata)
@@ -224,9 +221,8 @@ fn grade(args: Grade) -> Result<bool> {
     if let Some(n) = args.cases {
         options = options.cases(n);
     }
-    if let Some(seed) = args.seed {
-        options = options.seed(seed);
-    }
+    let seed = args.seed.or(options.seed).unwrap_or_else(fresh_seed);
+    options = options.seed(seed);
     if let Some(n) = args.max_ops {
         options = options.max_ops(n);
     }
@@ -238,17 +234,135 @@ fn grade(args: Grade) -> Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let spec = StoreSpec::parse(&args.url)?;
+    let is_memory = spec == StoreSpec::Memory;
+    let checked = OpenOptions {
+        retry: preflight_retry(),
+        ..open.clone()
+    };
+    let probe = spec.open(&args.store, &checked)?;
+    let probe_key = format!("conformance-preflight-{:016x}", fresh_seed());
+    runtime
+        .block_on(preflight(
+            probe,
+            &target_label(&args.url),
+            &probe_key,
+            PREFLIGHT_LIMIT,
+        ))
+        .map_err(anyhow::Error::new)?;
+
+    let factory: SharedFactory = if args.processes {
+        let program = std::env::current_exe().context("cannot find this program's path")?;
+        std::sync::Arc::new(process_factory(
+            program,
+            &args.url,
+            &args.store,
+            token,
+            site,
+        ))
+    } else {
+        in_process.clone()
+    };
+    let tracked = Tracked::new(factory);
     let quiet = args.quiet;
-    let report = runtime.block_on(run_with_progress(factory, caps, options, |p| {
-        if !quiet {
-            eprintln!("{}", p.line());
-        }
-    }));
-    drop(runtime);
+    let mut report = runtime.block_on(run_with_progress(
+        std::sync::Arc::new(tracked.clone()),
+        caps,
+        options,
+        |p| {
+            if !quiet {
+                eprintln!("{}", p.line());
+            }
+        },
+    ));
+    report.server_errors = tracked.server_errors();
+    replay_command(&args, token.is_some()).apply(&mut report);
 
     print!("{}", report.to_text());
     write_reports(&args, &report)?;
+
+    // Separate memory instances share nothing: there is nothing to delete.
+    if !args.keep && !is_memory {
+        let started = std::time::Instant::now();
+        let cleanup = runtime.block_on(async {
+            match in_process.instance().await {
+                Ok(store) => Some(
+                    tracked
+                        .clean_up(store, Duration::from_secs(args.op_timeout))
+                        .await,
+                ),
+                Err(_) => None,
+            }
+        });
+        match cleanup {
+            Some(c) if c.failed == 0 => {
+                if !quiet {
+                    eprintln!(
+                        "deleted the {} keys the run wrote in {:.1} s (--keep keeps them)",
+                        c.deleted,
+                        started.elapsed().as_secs_f32()
+                    );
+                }
+            }
+            Some(c) => eprintln!(
+                "could not delete {} of the {} keys the run wrote; first: {}",
+                c.failed,
+                c.failed + c.deleted,
+                c.first_error.unwrap_or_default()
+            ),
+            None => eprintln!("could not open the store to delete the keys the run wrote"),
+        }
+    }
+    drop(runtime);
     Ok(report.passed())
+}
+
+/// The flags that shaped the run, for the replay line of each failure: everything but the
+/// token, the seed, the filter and the report files.
+fn replay_command(args: &Grade, uses_token: bool) -> ReplayCommand {
+    let mut words: Vec<String> = vec!["--url".into(), args.url.clone()];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            words.push(name.to_owned());
+            words.push(value);
+        }
+    };
+    flag("--site", args.site.clone().filter(|s| !s.is_empty()));
+    flag(
+        "--store",
+        (args.store != DEFAULT_STORE_NAME).then(|| args.store.clone()),
+    );
+    flag("--backend", args.backend.clone());
+    flag("--cases", args.cases.map(|n| n.to_string()));
+    flag("--max-ops", args.max_ops.map(|n| n.to_string()));
+    flag(
+        "--instances",
+        (args.instances != 4).then(|| args.instances.to_string()),
+    );
+    flag(
+        "--case-timeout",
+        (args.case_timeout != 120).then(|| args.case_timeout.to_string()),
+    );
+    flag(
+        "--op-timeout",
+        (args.op_timeout != 20).then(|| args.op_timeout.to_string()),
+    );
+    flag(
+        "--max-value-bytes",
+        args.max_value_bytes.map(|n| n.to_string()),
+    );
+    flag("--max-key-bytes", args.max_key_bytes.map(|n| n.to_string()));
+    for (on, name) in [
+        (args.processes, "--processes"),
+        (args.no_metadata, "--no-metadata"),
+        (args.no_directories, "--no-directories"),
+        (args.no_page_size, "--no-page-size"),
+    ] {
+        if on {
+            words.push(name.to_owned());
+        }
+    }
+    ReplayCommand::new(words, uses_token)
 }
 
 fn write_reports(args: &Grade, report: &Report) -> Result<()> {
@@ -259,10 +373,14 @@ fn write_reports(args: &Grade, report: &Report) -> Result<()> {
         write(path, &report.to_json_lines())?;
     }
     if let Some(path) = &args.markdown {
-        write(
-            path,
-            &blobjobs_conformance::markdown_matrix(std::slice::from_ref(report)),
-        )?;
+        let reports = std::slice::from_ref(report);
+        let mut text = blobjobs_conformance::markdown_matrix(reports);
+        let diagnosis = blobjobs_conformance::markdown_diagnosis(reports);
+        if !diagnosis.is_empty() {
+            text.push('\n');
+            text.push_str(&diagnosis);
+        }
+        write(path, &text)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ pub(crate) mod blob_model;
 pub(crate) mod blob_rw;
 pub(crate) mod concurrency;
 pub(crate) mod conditions;
+pub(crate) mod crash;
 pub(crate) mod cross_instance;
 pub(crate) mod jobs;
 pub(crate) mod jobs_concurrency;
@@ -29,6 +30,7 @@ pub(crate) fn blob() -> Vec<Case> {
     all.extend(cross_instance::cases());
     all.extend(concurrency::cases());
     all.extend(blob_model::cases());
+    all.extend(crash::cases());
     all
 }
 

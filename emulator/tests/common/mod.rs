@@ -1,6 +1,9 @@
 //! Test support: an emulator served in-process on 127.0.0.1:0, and a small raw HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod binary;
+pub mod raw;
+
 use std::net::SocketAddr;
 
 use blobjobs_backends::Catalog;
@@ -105,6 +108,11 @@ impl TestServer {
             http: Client::builder(TokioExecutor::new()).build_http(),
             _dir: dir,
         }
+    }
+
+    /// The data directory of a file catalog server.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
     }
 
     /// Signals shutdown without waiting.

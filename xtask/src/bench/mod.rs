@@ -150,16 +150,19 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         None => None,
     };
 
-    let node = if needs_release {
-        match servers::find_node(root) {
-            Ok(node) => Some(node),
+    // The official server and client are half of the comparison: their npm packages are
+    // installed when missing, and only a machine without Node.js runs without them, saying so
+    // before and after the run and in the report.
+    let (node, node_missing) = if needs_release {
+        match runtime()?.block_on(servers::prepare_node(root))? {
+            Ok(node) => (Some(node), None),
             Err(why) => {
-                eprintln!("==> the official server and client are skipped: {why}");
-                None
+                eprintln!("==> WITHOUT the official server and client: {why}");
+                (None, Some(why))
             }
         }
     } else {
-        None
+        (None, None)
     };
     let mut results = Results {
         machine: results::Machine::detect(),
@@ -171,11 +174,10 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         notes: Vec::new(),
         metrics: Default::default(),
     };
-    if needs_release && node.is_none() {
-        results.notes.push(
-            "node or `npm ci` in interop/ missing: the official server and client did not run"
-                .into(),
-        );
+    if let Some(why) = &node_missing {
+        results
+            .notes
+            .push(format!("the official server and client did not run: {why}"));
     }
     let total = total_steps(&args, node.is_some());
     let mut ctx = Ctx {
@@ -214,6 +216,11 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         }
     }
     finish(&ctx, baseline.as_ref())?;
+    if let Some(why) = &node_missing {
+        ctx.progress.note(&format!(
+            "the official server and client did not run, so their columns are empty: {why}"
+        ));
+    }
     if !ctx.leftovers.is_empty() {
         ctx.progress
             .note("removing the servers' temporary data directories");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use blobjobs_backends::http::BlobsContext;
+use blobjobs_test_support::interop::Unavailable;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
@@ -176,27 +177,80 @@ pub struct Node {
     pub blobs_version: String,
 }
 
-/// Finds node and the installed `@netlify/blobs`; `Err` says why they cannot be used.
-pub fn find_node(root: &Path) -> std::result::Result<Node, String> {
+/// Gets the Node side ready in `root`'s `interop/` folder: `node` and `npm` found, the npm
+/// packages installed if they are missing (by the same code as the interop tests). `Ok(Err)`
+/// says why it cannot run because Node.js is not installed, which leaves the official server
+/// and client out of the run; a failed install is an error.
+pub async fn prepare_node(root: &Path) -> Result<std::result::Result<Node, String>> {
     let interop = root.join("interop");
-    let output = std::process::Command::new("node")
+    if !interop.join("node_modules/@netlify/blobs").exists() {
+        eprintln!("==> installing the npm packages of interop/ for the official server and client");
+    }
+    match blobjobs_test_support::interop::install(&interop).await {
+        Ok(()) => {}
+        Err(why @ Unavailable::NotInstalled(_)) => return Ok(Err(why.to_string())),
+        Err(why) => bail!("the official server and client cannot run: {why}"),
+    }
+    let output = Command::new("node")
         .arg("--version")
         .stdin(Stdio::null())
         .output()
-        .map_err(|_| "node is not installed".to_owned())?;
-    if !output.status.success() {
-        return Err("`node --version` failed".to_owned());
-    }
+        .await
+        .context("cannot start node")?;
     let node_version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let manifest = interop.join("node_modules/@netlify/blobs/package.json");
     let blobs_version = std::fs::read_to_string(&manifest)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|v| v["version"].as_str().map(str::to_owned))
-        .ok_or_else(|| "@netlify/blobs is not installed (run `npm ci` in interop/)".to_owned())?;
-    Ok(Node {
+        .with_context(|| format!("npm ci left no readable {}", manifest.display()))?;
+    Ok(Ok(Node {
         interop,
         node_version,
         blobs_version,
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version of `@netlify/blobs` that the lock file of `interop/` pins.
+    fn pinned(interop: &Path) -> String {
+        let lock = std::fs::read_to_string(interop.join("package-lock.json")).unwrap();
+        let lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+        lock["packages"]["node_modules/@netlify/blobs"]["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A copy of `interop/` without its packages, as a fresh clone has it: the benchmarks
+    /// install them rather than leave the official side out.
+    #[tokio::test]
+    async fn missing_npm_packages_are_installed() {
+        let root = crate::root();
+        let fresh = tempfile::tempdir().unwrap();
+        let interop = fresh.path().join("interop");
+        std::fs::create_dir(&interop).unwrap();
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(root.join("interop").join(file), interop.join(file)).unwrap();
+        }
+        match prepare_node(fresh.path()).await.unwrap() {
+            Ok(node) => {
+                assert_eq!(node.blobs_version, pinned(&root.join("interop")));
+                assert!(node.node_version.starts_with('v'), "{}", node.node_version);
+                assert!(interop.join("node_modules/@netlify/blobs").is_dir());
+            }
+            // Only a machine without Node.js runs without the official side, and says why.
+            Err(why) => {
+                let node = Command::new("node").arg("--version").output().await;
+                assert!(
+                    node.is_err(),
+                    "node is installed, yet the official side cannot run: {why}"
+                );
+                assert!(why.contains("node is not installed"), "{why}");
+            }
+        }
+    }
 }

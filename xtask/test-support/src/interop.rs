@@ -1,8 +1,10 @@
 //! Setup shared by the interop tests that run the official `@netlify/blobs` package (pinned
-//! in `interop/package.json`) under `node`: finding `node` and `npm`, installing the packages
-//! once, and running a command to success within a time limit.
+//! in `interop/package.json`) under `node`, and by `cargo xtask bench` for the official server
+//! and client: finding `node` and `npm`, installing the packages when they are missing, and
+//! running a command to success within a time limit.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ pub fn interop_dir() -> PathBuf {
 async fn available(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -27,31 +30,85 @@ async fn available(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The `interop` folder with its packages installed (by `npm ci` when
-/// `node_modules` lacks them), or `None` after printing why `what` is skipped when `node` or
-/// `npm` is missing. The check and the install run once per test binary, however many tests
-/// ask at the same time: two `npm ci` in one folder at once would break each other.
-pub async fn prepare(what: &str) -> Option<PathBuf> {
-    static PREPARED: OnceCell<bool> = OnceCell::const_new();
-    let ready = *PREPARED
-        .get_or_init(|| async {
-            if !available("node").await || !available("npm").await {
-                return false;
-            }
-            let dir = interop_dir();
-            if !dir.join("node_modules/@netlify/blobs").exists() {
-                let mut ci = Command::new("npm");
-                ci.args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir);
-                run(ci, "npm ci").await;
-            }
-            true
-        })
-        .await;
-    if !ready {
-        println!("SKIPPED: node and npm are not installed, so {what} cannot run");
-        return None;
+/// Why the npm packages of an interop folder cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// This program (`node` or `npm`) is not installed: tests skip, and the benchmarks leave
+    /// the official server and client out.
+    NotInstalled(&'static str),
+    /// `npm ci` failed or ran out of time; the end of its output says why.
+    InstallFailed(String),
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::NotInstalled(program) => write!(
+                f,
+                "{program} is not installed (install Node.js and npm; the npm packages then \
+                 install themselves)"
+            ),
+            Unavailable::InstallFailed(why) => write!(f, "npm ci failed: {why}"),
+        }
     }
-    Some(interop_dir())
+}
+
+/// Makes the packages of the interop folder `dir` usable: checks for `node` and `npm`, and
+/// runs `npm ci` there (within [`COMMAND_LIMIT`]) if `@netlify/blobs` is not installed yet.
+/// Two installs in one folder at once would break each other: callers run it once per
+/// process, as [`prepare`] does.
+pub async fn install(dir: &Path) -> Result<(), Unavailable> {
+    install_folder(dir, "@netlify/blobs").await
+}
+
+/// [`install`] for any folder with a lock file: `npm ci` there unless the package `marker`
+/// is installed already.
+pub async fn install_folder(dir: &Path, marker: &str) -> Result<(), Unavailable> {
+    for program in ["node", "npm"] {
+        if !available(program).await {
+            return Err(Unavailable::NotInstalled(program));
+        }
+    }
+    if dir.join("node_modules").join(marker).exists() {
+        return Ok(());
+    }
+    let mut ci = Command::new("npm");
+    ci.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(COMMAND_LIMIT, ci.output())
+        .await
+        .map_err(|_| Unavailable::InstallFailed(format!("no end after {COMMAND_LIMIT:?}")))?
+        .map_err(|e| Unavailable::InstallFailed(format!("cannot start npm: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(Unavailable::InstallFailed(format!(
+            "{} ({})",
+            tail.join(" / "),
+            output.status
+        )));
+    }
+    Ok(())
+}
+
+/// The `interop` folder with its packages installed (by [`install`]), or `None` after
+/// printing why `what` is skipped when `node` or `npm` is missing; a failed install fails the
+/// test. The check and the install run once per test binary, however many tests ask at the
+/// same time.
+pub async fn prepare(what: &str) -> Option<PathBuf> {
+    static PREPARED: OnceCell<Result<(), Unavailable>> = OnceCell::const_new();
+    let dir = interop_dir();
+    match PREPARED.get_or_init(|| install(&dir)).await {
+        Ok(()) => Some(dir),
+        Err(Unavailable::NotInstalled(program)) => {
+            println!("SKIPPED: {program} is not installed, so {what} cannot run");
+            None
+        }
+        Err(failed) => panic!("{failed}"),
+    }
 }
 
 /// Runs `cmd` to its end within [`COMMAND_LIMIT`] and asserts that it succeeded, showing its
