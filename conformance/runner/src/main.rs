@@ -132,12 +132,57 @@ struct Grade {
     /// Write a Markdown table of the results to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
-    /// List the cases (that --filter selects) and exit.
+    /// List the cases (that --filter selects) with the promises they check, then the
+    /// promise map (each promise with the cases that check it), and exit.
     #[arg(long)]
     list: bool,
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// What `--list` prints: the cases `filter` selects, each with its scope, area and the
+/// promises it checks, then the promise catalogue (`conformance/PROMISES.md`) for those
+/// cases: every promise with where it is made and the cases that fail a store breaking it.
+fn listing(filter: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let cases = selected_cases(filter);
+    let mut out = format!("{} cases:\n", cases.len());
+    for case in &cases {
+        let ids: Vec<&str> = blobjobs_conformance::promises::of_case(case.name)
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<60} {:<15} {:<18} {}",
+            case.name,
+            case.scope.as_str(),
+            case.area,
+            ids.join(", ")
+        );
+    }
+    let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    let promises: Vec<_> = blobjobs_conformance::promises()
+        .iter()
+        .filter(|p| p.cases.iter().any(|c| names.contains(c)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{} promises, each with the cases that check it:",
+        promises.len()
+    );
+    for p in promises {
+        let _ = writeln!(out, "  {} ({}): {}", p.id, p.source, p.text);
+        let checked: Vec<&str> = p
+            .cases
+            .iter()
+            .copied()
+            .filter(|c| names.contains(c))
+            .collect();
+        let _ = writeln!(out, "    checked by: {}", checked.join(", "));
+    }
+    out
 }
 
 fn parse_seed(text: &str) -> Result<u64, String> {
@@ -175,14 +220,7 @@ fn instance(spec: &str, name: &str) -> Result<()> {
 /// Grades the store; `Ok(true)` when every case passed.
 fn grade(args: Grade) -> Result<bool> {
     if args.list {
-        for case in selected_cases(args.filter.as_deref()) {
-            println!(
-                "{:<58} {:<15} {}",
-                case.name,
-                case.scope.as_str(),
-                case.area
-            );
-        }
+        print!("{}", listing(args.filter.as_deref()));
         return Ok(true);
     }
     let token = args.token.as_deref().filter(|t| !t.is_empty());

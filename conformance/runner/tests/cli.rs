@@ -426,3 +426,49 @@ async fn the_official_server_is_diagnosed_with_its_known_faults() {
     assert!(!stdout.contains(token) && !stderr.contains(token));
     drop(server);
 }
+
+/// `--list` prints every case with the promises it checks, then the promise map: every
+/// promise of the catalogue with the cases that check it, the map of `PROMISES.md`.
+#[tokio::test]
+async fn list_prints_the_cases_and_the_promise_map() {
+    let out = run(&["--list"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let cases = blobjobs_conformance::cases();
+    assert!(
+        stdout.starts_with(&format!("{} cases:\n", cases.len())),
+        "{stdout}"
+    );
+    for case in &cases {
+        assert!(stdout.contains(case.name), "{} is not listed", case.name);
+    }
+    let promises = blobjobs_conformance::promises();
+    assert!(
+        stdout.contains(&format!("\n{} promises,", promises.len())),
+        "{stdout}"
+    );
+    for p in promises {
+        let row = format!("  {} ({}): ", p.id, p.source);
+        let at = stdout
+            .find(&row)
+            .unwrap_or_else(|| panic!("{} is not listed", p.id));
+        let checked = stdout[at..]
+            .lines()
+            .nth(1)
+            .expect("a promise is followed by its cases");
+        for case in p.cases {
+            assert!(
+                checked.contains(case),
+                "{}: {case} missing in {checked}",
+                p.id
+            );
+        }
+    }
+
+    // A filter narrows both halves.
+    let out = run(&["--list", "--filter", "lease_expiry_is_exact"], &[]).await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("1 cases:\n"), "{stdout}");
+    assert!(stdout.contains("jobs.claim.lease"), "{stdout}");
+    assert!(!stdout.contains("blob.etag"), "{stdout}");
+}
