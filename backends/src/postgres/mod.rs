@@ -67,6 +67,7 @@
 //! trait's buffering defaults (bounded by the caller's `max_size`). PostgreSQL caps a
 //! `bytea` at 1 GiB; the backend is meant for job records and values of megabytes.
 
+mod catalog;
 mod error;
 mod schema;
 mod store;
@@ -270,7 +271,17 @@ impl PgStore {
     /// server holding many stores (a catalog) keeps one pool, not one per store.
     pub fn sibling(&self, name: &str) -> Result<PgStore> {
         validate_store_name(name)?;
-        Ok(PgStore {
+        Ok(self.sibling_unchecked(name))
+    }
+
+    /// The server, for messages: `host:port/database`, never the password.
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The store called `name` on this handle's pool, whatever the name.
+    fn sibling_unchecked(&self, name: &str) -> PgStore {
+        PgStore {
             inner: Arc::new(Inner {
                 pool: self.inner.pool.clone(),
                 schema: self.inner.schema.clone(),
@@ -278,6 +289,6 @@ impl PgStore {
                 name: name.to_owned(),
                 server: self.inner.server.clone(),
             }),
-        })
+        }
     }
 }

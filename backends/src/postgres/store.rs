@@ -41,7 +41,7 @@ const MAX_BATCH: usize = 1000;
 
 /// The smallest byte string greater than every string that starts with `prefix`, or `None`
 /// if there is none (the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -76,7 +76,7 @@ fn info(row: &Row, first: usize) -> Result<BlobInfo> {
 
 impl PgStore {
     /// A connection with the schema in place.
-    async fn client(&self, op: &str) -> Result<Object> {
+    pub(super) async fn client(&self, op: &str) -> Result<Object> {
         let server = &self.inner.server;
         let mut client = self
             .inner
@@ -96,7 +96,7 @@ impl PgStore {
         Ok(client)
     }
 
-    fn err(&self, op: &str, e: tokio_postgres::Error) -> Error {
+    pub(super) fn err(&self, op: &str, e: tokio_postgres::Error) -> Error {
         error(op, &self.inner.server, e)
     }
 
