@@ -44,7 +44,7 @@ pub struct Unavailable {
 
 impl Unavailable {
     /// The engine or its installer is missing; `step` installs it.
-    pub(crate) fn new(why: impl std::fmt::Display, step: &str) -> Self {
+    pub fn new(why: impl std::fmt::Display, step: &str) -> Self {
         Unavailable {
             missing: true,
             message: format!("{why}; the install step is: {step}"),
@@ -52,7 +52,7 @@ impl Unavailable {
     }
 
     /// The engine is installed but did not start.
-    pub(crate) fn failed(engine: &str, why: impl std::fmt::Display) -> Self {
+    pub fn failed(engine: &str, why: impl std::fmt::Display) -> Self {
         Unavailable {
             missing: false,
             message: format!("{engine} did not start: {why}"),
