@@ -42,6 +42,11 @@
 //! was sent), the backend reads the row back on a fresh connection: if it carries this
 //! write's ETag, the write is reported as done; otherwise the retryable error stands.
 //!
+//! Each statement is prepared once per pooled connection and then taken from the
+//! connection's cache, so an operation costs one round trip (text sent to be parsed costs
+//! two, which halved throughput). Every statement names its columns, so a later schema step
+//! that adds one does not change a cached statement's result type.
+//!
 //! # Listing
 //!
 //! A page is an index range scan of the primary key: `WHERE store = $1 AND key >= $2 AND
