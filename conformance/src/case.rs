@@ -25,14 +25,14 @@ impl Need {
     pub(crate) fn missing(
         self,
         caps: &Capabilities,
-        factory: &dyn InstanceFactory,
+        factory: Option<&dyn InstanceFactory>,
     ) -> Option<&'static str> {
         let ok = match self {
             Need::Metadata => caps.metadata,
             Need::Directories => caps.directories,
             Need::PageSize => caps.page_size,
             Need::LargeValues => caps.max_value_bytes >= 1024 * 1024,
-            Need::Processes => factory.spawns_processes(),
+            Need::Processes => factory.is_some_and(|f| f.spawns_processes()),
         };
         (!ok).then_some(match self {
             Need::Metadata => "the backend does not claim metadata",
@@ -71,12 +71,38 @@ pub struct CaseInfo {
 }
 
 impl Case {
+    /// Whether the case grades the job layer (its area is one of the `jobs*` files), so
+    /// that it runs against a job store alone too.
+    pub(crate) fn is_job(&self) -> bool {
+        self.area.starts_with("jobs")
+    }
+
     pub(crate) fn info(&self) -> CaseInfo {
         CaseInfo {
             name: self.name,
             area: self.area,
             scope: self.scope,
         }
+    }
+}
+
+/// Expects `r` to be an error of `kind`; `what` says which call it was.
+pub(crate) fn expect_kind<T: crate::show::Show>(
+    r: blobjobs_store_api::Result<T>,
+    kind: blobjobs_store_api::ErrorKind,
+    what: &str,
+) -> Result<(), Failure> {
+    match r {
+        Err(e) if e.kind() == kind => Ok(()),
+        Err(e) => Err(Failure::new(format!(
+            "{what}: expected error {kind}, got error {} ({})",
+            e.kind(),
+            e.message()
+        ))),
+        Ok(v) => Err(Failure::new(format!(
+            "{what}: expected error {kind}, got success: {}",
+            v.show()
+        ))),
     }
 }
 
@@ -109,10 +135,10 @@ macro_rules! ensure_eq {
             (l, r) => {
                 if l != r {
                     return Err($crate::ctx::Failure::new(format!(
-                        "{}: got {:?}, expected {:?}",
+                        "{}: got {}, expected {}",
                         format!($($fmt)+),
-                        l,
-                        r
+                        $crate::show::Show::show(l),
+                        $crate::show::Show::show(r)
                     )));
                 }
             }

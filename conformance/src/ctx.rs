@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blobjobs_store_api::{
-    Blob, BlobInfo, BlobJobStore, BlobStore, BlobStoreExt as _, ByteStream, Condition, Error,
-    ErrorKind, Etag, Job, JobFilter, JobId, JobPage, JobStore, JobStoreConfig, ListOptions,
-    ListPage, ManualClock, NewJob, Result, SetOptions, SetOutcome, Timestamp,
+    Blob, BlobInfo, BlobStore, BlobStoreExt as _, ByteStream, Condition, Error, ErrorKind, Etag,
+    Job, JobFilter, JobId, JobPage, JobStore, ListOptions, ListPage, ManualClock, NewJob, Result,
+    SetOptions, SetOutcome, Timestamp,
 };
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use crate::factory::SharedFactory;
+use crate::causes;
+use crate::factory::{JobEnv, SharedFactory, SharedJobFactory};
 use crate::options::{Capabilities, Options};
+use crate::probe::{Probe, Scoped};
+use crate::settle::Ledger;
 
 /// The time every case's manual clock starts at (2026-01-01T00:00:00Z).
 pub(crate) const CLOCK_START_MS: u64 = 1_767_225_600_000;
@@ -30,6 +33,9 @@ pub(crate) struct Failure {
     /// A timeline of its own (model-based cases build one); otherwise the case's log is used.
     pub(crate) timeline: Option<Vec<String>>,
     pub(crate) replay: Option<String>,
+    /// The likely cause, one of [`crate::causes`], when the failure itself knows it; else the
+    /// runner names it from the case's symptoms or its first promise.
+    pub(crate) cause: Option<&'static str>,
 }
 
 impl Failure {
@@ -38,13 +44,25 @@ impl Failure {
             message: message.into(),
             timeline: None,
             replay: None,
+            cause: None,
         }
+    }
+
+    /// Names the likely cause (one of [`crate::causes`]).
+    pub(crate) fn because(mut self, cause: &'static str) -> Self {
+        self.cause = Some(cause);
+        self
     }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure::new(format!("unexpected error ({}): {}", e.kind(), e.message()))
+        let f = Failure::new(format!("unexpected error {}: {}", e.kind(), e.message()));
+        match e.kind() {
+            ErrorKind::Timeout | ErrorKind::Unavailable => f.because(causes::UNAVAILABLE),
+            ErrorKind::Unauthorized => f.because(causes::UNAUTHORIZED),
+            _ => f,
+        }
     }
 }
 
@@ -77,69 +95,30 @@ impl Timeline {
     }
 }
 
-/// A store seen through a key prefix, so that runs and cases never see each other's keys.
-#[derive(Debug)]
-pub(crate) struct Scoped {
-    inner: Arc<dyn BlobStore>,
-    prefix: String,
-}
+/// Which instance of a case last wrote each key or created each job, so that a read by
+/// another instance that finds nothing can be named for what it is: the seed's bug.
+#[derive(Debug, Default)]
+pub(crate) struct Owners(Mutex<std::collections::HashMap<String, Option<usize>>>);
 
-impl Scoped {
-    pub(crate) fn new(inner: Arc<dyn BlobStore>, prefix: String) -> Self {
-        Scoped { inner, prefix }
-    }
-
-    fn full(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
-    fn strip(&self, key: String) -> Result<String> {
-        match key.strip_prefix(&self.prefix) {
-            Some(rest) => Ok(rest.to_owned()),
-            None => Err(Error::new(
-                ErrorKind::Protocol,
-                format!("listing returned {key:?}, which is outside the listed prefix"),
-            )),
+impl Owners {
+    /// `instance` wrote `key` (or created the job `key`).
+    fn wrote(&self, key: &str, instance: usize) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key.to_owned(), Some(instance));
         }
     }
-}
 
-#[async_trait]
-impl BlobStore for Scoped {
-    async fn get(&self, key: &str) -> Result<Option<Blob>> {
-        self.inner.get(&self.full(key)).await
-    }
-
-    async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
-        self.inner.get_metadata(&self.full(key)).await
-    }
-
-    async fn set(&self, key: &str, value: Bytes, options: SetOptions) -> Result<SetOutcome> {
-        self.inner.set(&self.full(key), value, options).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(&self.full(key)).await
-    }
-
-    async fn list(&self, mut options: ListOptions) -> Result<ListPage> {
-        options.prefix = self.full(&options.prefix);
-        let page = self.inner.list(options).await?;
-        let mut blobs = Vec::with_capacity(page.blobs.len());
-        for mut entry in page.blobs {
-            entry.key = self.strip(entry.key)?;
-            blobs.push(entry);
+    /// `key` was deleted (by any instance): finding nothing is right from now on.
+    pub(crate) fn deleted(&self, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key.to_owned(), None);
         }
-        let directories = page
-            .directories
-            .into_iter()
-            .map(|d| self.strip(d))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ListPage {
-            blobs,
-            directories,
-            next_cursor: page.next_cursor,
-        })
+    }
+
+    /// The instance other than `reader` that wrote `key` last, if the key should exist.
+    fn other_writer(&self, key: &str, reader: usize) -> Option<usize> {
+        let m = self.0.lock().ok()?;
+        m.get(key).copied().flatten().filter(|w| *w != reader)
     }
 }
 
@@ -193,6 +172,8 @@ pub(crate) struct Instance {
     pub(crate) raw: Arc<dyn BlobStore>,
     log: Arc<Timeline>,
     op_timeout: Duration,
+    pub(crate) owners: Arc<Owners>,
+    probe: Arc<Probe>,
 }
 
 impl fmt::Debug for Instance {
@@ -217,8 +198,24 @@ impl Instance {
         self.log.push(format!("instance {}: {what}", self.id));
     }
 
+    /// Notes the seed's bug when a read of `key` found nothing that another instance wrote.
+    pub(crate) fn found(&self, key: &str, found: bool) {
+        if !found && self.owners.other_writer(key, self.id).is_some() {
+            self.probe.symptom(causes::NOT_VISIBLE_ACROSS_INSTANCES);
+        }
+    }
+
+    pub(crate) fn written(&self, key: &str, r: &Result<SetOutcome>) {
+        if let Ok(SetOutcome::Written { .. }) = r {
+            self.owners.wrote(key, self.id);
+        }
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Blob>> {
         let r = limited(self.op_timeout, self.store.get(key)).await;
+        if let Ok(b) = &r {
+            self.found(key, b.is_some());
+        }
         let shown = match &r {
             Ok(Some(b)) => format!("{} {}", show_value(&b.value), show_etag(&b.info.etag)),
             Ok(None) => "not found".to_owned(),
@@ -230,6 +227,9 @@ impl Instance {
 
     pub(crate) async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
         let r = limited(self.op_timeout, self.store.get_metadata(key)).await;
+        if let Ok(i) = &r {
+            self.found(key, i.is_some());
+        }
         let shown = match &r {
             Ok(Some(i)) => format!("{} bytes {}", i.size, show_etag(&i.etag)),
             Ok(None) => "not found".to_owned(),
@@ -252,6 +252,7 @@ impl Instance {
             show_value(&value)
         );
         let r = limited(self.op_timeout, self.store.set(key, value, options)).await;
+        self.written(key, &r);
         let shown = match &r {
             Ok(SetOutcome::Written { etag }) => format!("written {}", show_etag(etag)),
             Ok(SetOutcome::ConditionFailed) => "condition failed".to_owned(),
@@ -273,6 +274,9 @@ impl Instance {
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         let r = limited(self.op_timeout, self.store.delete(key)).await;
+        if r.is_ok() {
+            self.owners.deleted(key);
+        }
         let shown = match &r {
             Ok(()) => "ok".to_owned(),
             Err(e) => show_err(e),
@@ -342,6 +346,9 @@ impl Instance {
             Ok(Some((info, value)))
         };
         let r = limited(self.op_timeout, read).await;
+        if let Ok(v) = &r {
+            self.found(key, v.is_some());
+        }
         let shown = match &r {
             Ok(Some((info, value))) => format!("{} {}", show_value(value), show_etag(&info.etag)),
             Ok(None) => "not found".to_owned(),
@@ -372,6 +379,7 @@ impl Instance {
             self.store.set_stream(key, body, max_size, options),
         )
         .await;
+        self.written(key, &r);
         let shown = match &r {
             Ok(SetOutcome::Written { etag }) => format!("written {}", show_etag(etag)),
             Ok(SetOutcome::ConditionFailed) => "condition failed".to_owned(),
@@ -418,10 +426,12 @@ impl BlobStore for Recorded {
 /// The job layer over one instance, recorded in the timeline at the job level.
 #[derive(Clone)]
 pub(crate) struct JobHandle {
-    id: usize,
-    jobs: Arc<BlobJobStore<dyn BlobStore>>,
+    pub(crate) id: usize,
+    pub(crate) jobs: Arc<dyn JobStore>,
     log: Arc<Timeline>,
     op_timeout: Duration,
+    owners: Arc<Owners>,
+    probe: Arc<Probe>,
 }
 
 fn show_job_result(r: &Result<Job>) -> String {
@@ -436,18 +446,62 @@ impl JobHandle {
         self.log.push(format!("instance {}: {what}", self.id));
     }
 
+    fn job_key(id: &JobId) -> String {
+        format!("job {id}")
+    }
+
+    /// Names a job another instance created and this one does not find: the seed's bug,
+    /// told as its log told it ("instance 2 claimed job j1 created by instance 0: not
+    /// found").
+    fn lost(&self, id: &JobId, verb: &str, r: Result<Job>) -> Result<Job> {
+        match r {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                match self.owners.other_writer(&Self::job_key(id), self.id) {
+                    Some(creator) => {
+                        self.probe.symptom(causes::NOT_VISIBLE_ACROSS_INSTANCES);
+                        Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "instance {} {verb} job {id} created by instance {creator}: not found",
+                                self.id
+                            ),
+                        ))
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
     pub(crate) async fn create(&self, new: NewJob) -> Result<Job> {
         let what = match &new.id {
             Some(id) => format!("create job {id} ({})", new.kind),
             None => format!("create job ({})", new.kind),
         };
         let r = limited(self.op_timeout, self.jobs.create(new)).await;
+        if let Ok(job) = &r
+            && self
+                .owners
+                .other_writer(&Self::job_key(&job.id), usize::MAX)
+                .is_none()
+        {
+            self.owners.wrote(&Self::job_key(&job.id), self.id);
+        }
         self.note(format!("{what} → {}", show_job_result(&r)));
         r
     }
 
     pub(crate) async fn get(&self, id: &JobId) -> Result<Option<Job>> {
         let r = limited(self.op_timeout, self.jobs.get(id)).await;
+        if let Ok(None) = &r
+            && self
+                .owners
+                .other_writer(&Self::job_key(id), self.id)
+                .is_some()
+        {
+            self.probe.symptom(causes::NOT_VISIBLE_ACROSS_INSTANCES);
+        }
         let shown = match &r {
             Ok(Some(job)) => show_job(job),
             Ok(None) => "not found".to_owned(),
@@ -459,6 +513,7 @@ impl JobHandle {
 
     pub(crate) async fn claim(&self, id: &JobId, owner: &str, lease: Duration) -> Result<Job> {
         let r = limited(self.op_timeout, self.jobs.claim(id, owner, lease)).await;
+        let r = self.lost(id, "claimed", r);
         self.note(format!(
             "claim job {id} as {owner} for {} ms → {}",
             lease.as_millis(),
@@ -473,6 +528,7 @@ impl JobHandle {
             self.jobs.progress(id, owner, percent, None),
         )
         .await;
+        let r = self.lost(id, "reported progress on", r);
         self.note(format!(
             "progress job {id} as {owner} {percent}% → {}",
             show_job_result(&r)
@@ -482,6 +538,7 @@ impl JobHandle {
 
     pub(crate) async fn succeed(&self, id: &JobId, owner: &str, result: Value) -> Result<Job> {
         let r = limited(self.op_timeout, self.jobs.succeed(id, owner, result)).await;
+        let r = self.lost(id, "finished", r);
         self.note(format!(
             "succeed job {id} as {owner} → {}",
             show_job_result(&r)
@@ -491,6 +548,7 @@ impl JobHandle {
 
     pub(crate) async fn fail(&self, id: &JobId, owner: &str, error: &str) -> Result<Job> {
         let r = limited(self.op_timeout, self.jobs.fail(id, owner, error.to_owned())).await;
+        let r = self.lost(id, "failed", r);
         self.note(format!(
             "fail job {id} as {owner} → {}",
             show_job_result(&r)
@@ -500,12 +558,25 @@ impl JobHandle {
 
     pub(crate) async fn cancel(&self, id: &JobId) -> Result<Job> {
         let r = limited(self.op_timeout, self.jobs.cancel(id)).await;
+        let r = self.lost(id, "cancelled", r);
         self.note(format!("cancel job {id} → {}", show_job_result(&r)));
         r
     }
 
     pub(crate) async fn delete(&self, id: &JobId) -> Result<bool> {
         let r = limited(self.op_timeout, self.jobs.delete(id)).await;
+        match &r {
+            Ok(false)
+                if self
+                    .owners
+                    .other_writer(&Self::job_key(id), self.id)
+                    .is_some() =>
+            {
+                self.probe.symptom(causes::NOT_VISIBLE_ACROSS_INSTANCES);
+            }
+            Ok(_) => self.owners.deleted(&Self::job_key(id)),
+            Err(_) => {}
+        }
         let shown = match &r {
             Ok(existed) => format!("ok (existed: {existed})"),
             Err(e) => show_err(e),
@@ -531,6 +602,58 @@ impl JobHandle {
         r
     }
 
+    /// [`JobStore::update`] with `change`, shown in the timeline as `what`.
+    pub(crate) async fn update(
+        &self,
+        id: &JobId,
+        what: &str,
+        change: blobjobs_store_api::jobs::UpdateFn<'_>,
+    ) -> Result<Job> {
+        let r = limited(self.op_timeout, self.jobs.update(id, change)).await;
+        let r = self.lost(id, "updated", r);
+        self.note(format!(
+            "update job {id} ({what}) → {}",
+            show_job_result(&r)
+        ));
+        r
+    }
+
+    /// A listing with `filter`, page by page, shown in the timeline page by page.
+    pub(crate) async fn list_page(&self, filter: JobFilter) -> Result<JobPage> {
+        let what = format!(
+            "list jobs{}{}{}",
+            filter
+                .page_size
+                .map(|n| format!(" page-size {n}"))
+                .unwrap_or_default(),
+            filter.status.map(|s| format!(" {s}")).unwrap_or_default(),
+            if filter.cursor.is_some() {
+                " (next page)"
+            } else {
+                ""
+            }
+        );
+        let r = limited(self.op_timeout, self.jobs.list(filter)).await;
+        let shown = match &r {
+            Ok(page) => format!(
+                "[{}]{}",
+                page.jobs
+                    .iter()
+                    .map(|j| j.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if page.next_cursor.is_some() {
+                    " more"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => show_err(e),
+        };
+        self.note(format!("{what} → {shown}"));
+        r
+    }
+
     pub(crate) async fn purge_expired(&self) -> Result<usize> {
         let r = limited(self.op_timeout, self.jobs.purge_expired()).await;
         let shown = match &r {
@@ -543,7 +666,8 @@ impl JobHandle {
 }
 
 struct CtxInner {
-    factory: SharedFactory,
+    blobs: Option<SharedFactory>,
+    jobs: SharedJobFactory,
     prefix: String,
     caps: Capabilities,
     options: Options,
@@ -552,6 +676,18 @@ struct CtxInner {
     log: Arc<Timeline>,
     instances: AtomicUsize,
     fresh: AtomicUsize,
+    probe: Arc<Probe>,
+    ledger: Ledger,
+    owners: Arc<Owners>,
+}
+
+/// What a run grades: a blob-store factory (and the job layer over it), or a job store alone.
+#[derive(Clone)]
+pub(crate) struct Target {
+    /// Instances of the blob store; `None` when the run grades a job store alone.
+    pub(crate) blobs: Option<SharedFactory>,
+    /// Instances of the job store.
+    pub(crate) jobs: SharedJobFactory,
 }
 
 /// Everything one case needs. Cheap to clone.
@@ -560,14 +696,16 @@ pub(crate) struct Ctx(Arc<CtxInner>);
 
 impl Ctx {
     pub(crate) fn new(
-        factory: SharedFactory,
+        target: Target,
         prefix: String,
         caps: Capabilities,
         options: Options,
         seed: u64,
     ) -> Self {
+        let probe = Arc::new(Probe::new(seed, options.perturb));
         Ctx(Arc::new(CtxInner {
-            factory,
+            blobs: target.blobs,
+            jobs: target.jobs,
             prefix,
             caps,
             options,
@@ -576,6 +714,9 @@ impl Ctx {
             log: Arc::new(Timeline::default()),
             instances: AtomicUsize::new(0),
             fresh: AtomicUsize::new(0),
+            probe,
+            ledger: Ledger::default(),
+            owners: Arc::new(Owners::default()),
         }))
     }
 
@@ -592,12 +733,27 @@ impl Ctx {
         self.0.seed
     }
 
-    pub(crate) fn factory(&self) -> &SharedFactory {
-        &self.0.factory
+    /// The blob-store factory; `None` when the run grades a job store alone.
+    pub(crate) fn blob_factory(&self) -> Option<&SharedFactory> {
+        self.0.blobs.as_ref()
+    }
+
+    /// The job-store factory.
+    pub(crate) fn job_factory(&self) -> &SharedJobFactory {
+        &self.0.jobs
     }
 
     pub(crate) fn prefix(&self) -> &str {
         &self.0.prefix
+    }
+
+    pub(crate) fn probe(&self) -> &Arc<Probe> {
+        &self.0.probe
+    }
+
+    /// What the case expects to read once the store has settled (see [`crate::settle`]).
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.0.ledger
     }
 
     pub(crate) fn timeline(&self) -> Vec<String> {
@@ -622,26 +778,51 @@ impl Ctx {
         self.0.log.push(line.into());
     }
 
-    /// Opens a new instance through the factory.
+    fn next_id(&self) -> usize {
+        self.0.instances.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Opens a new blob-store instance through the factory.
     pub(crate) async fn instance(&self) -> Result<Instance, Failure> {
-        let id = self.0.instances.fetch_add(1, Ordering::SeqCst);
-        let raw = limited(self.0.options.op_timeout, self.0.factory.instance())
+        self.instance_under(self.0.prefix.clone()).await
+    }
+
+    /// Opens a new blob-store instance that sees the keys under `prefix` (a prefix of the
+    /// case's own, such as one from [`Ctx::fresh_prefix`]).
+    pub(crate) async fn instance_under(&self, prefix: String) -> Result<Instance, Failure> {
+        let id = self.next_id();
+        let Some(factory) = &self.0.blobs else {
+            return Err(Failure::new(
+                "the run grades a job store, which has no blob-store instances",
+            ));
+        };
+        let raw = limited(self.0.options.op_timeout, factory.instance())
             .await
             .map_err(|e| {
                 Failure::new(format!(
-                    "the factory could not open instance {id} ({}): {}",
+                    "the factory could not open instance {id} (error {}): {}",
                     e.kind(),
                     e.message()
                 ))
+                .because(causes::NO_INSTANCE)
             })?;
-        let store: Arc<dyn BlobStore> = Arc::new(Scoped::new(raw.clone(), self.0.prefix.clone()));
+        let store: Arc<dyn BlobStore> =
+            Arc::new(Scoped::new(raw.clone(), prefix, self.0.probe.clone()));
         Ok(Instance {
             id,
             store,
             raw,
             log: self.0.log.clone(),
             op_timeout: self.0.options.op_timeout,
+            owners: self.0.owners.clone(),
+            probe: self.0.probe.clone(),
         })
+    }
+
+    /// Opens a new blob-store instance seen through `prefix`, without recording its calls in
+    /// the case's timeline (the model-based cases keep timelines of their own).
+    pub(crate) async fn scoped_blobs(&self, prefix: String) -> Result<Arc<dyn BlobStore>, Failure> {
+        Ok(self.instance_under(prefix).await?.store)
     }
 
     /// Opens `n` new instances.
@@ -653,18 +834,83 @@ impl Ctx {
         Ok(out)
     }
 
-    /// The job layer over `instance`, on the case's shared manual clock.
-    pub(crate) fn jobs(&self, instance: &Instance) -> JobHandle {
-        let config = JobStoreConfig {
+    /// The environment of the case's job-store instances: its prefix as the namespace and
+    /// its shared manual clock.
+    pub(crate) fn job_env(&self) -> JobEnv {
+        JobEnv::for_case(
+            self.0.prefix.clone(),
+            self.0.clock.clone(),
+            self.0.probe.clone(),
+        )
+    }
+
+    /// The environment of job-store instances on the namespace `prefix` (one of the case's
+    /// own, such as one from [`Ctx::fresh_prefix`]), on the case's clock.
+    pub(crate) fn job_env_for(&self, prefix: String) -> JobEnv {
+        JobEnv::for_case(prefix, self.0.clock.clone(), self.0.probe.clone())
+    }
+
+    /// Opens a new job-store instance through the job factory, on the case's clock.
+    pub(crate) async fn job_instance(&self) -> Result<JobHandle, Failure> {
+        let id = self.next_id();
+        let jobs = open_jobs(&self.0.jobs, &self.job_env(), self.0.options.op_timeout)
+            .await
+            .map_err(|e| {
+                Failure::new(format!(
+                    "the factory could not open job-store instance {id} (error {}): {}",
+                    e.kind(),
+                    e.message()
+                ))
+                .because(causes::NO_INSTANCE)
+            })?;
+        Ok(JobHandle {
+            id,
+            jobs,
+            log: self.0.log.clone(),
+            op_timeout: self.0.options.op_timeout,
+            owners: self.0.owners.clone(),
+            probe: self.0.probe.clone(),
+        })
+    }
+
+    /// The project's job layer over the blob instance `instance`, on the case's clock (for
+    /// the cases that grade both layers of one store at once, such as the crash case).
+    pub(crate) fn blob_jobs(&self, instance: &Instance) -> JobHandle {
+        let config = blobjobs_store_api::JobStoreConfig {
             clock: Arc::new(self.0.clock.clone()),
-            ..JobStoreConfig::default()
+            ..blobjobs_store_api::JobStoreConfig::default()
         };
         JobHandle {
             id: instance.id,
-            jobs: Arc::new(BlobJobStore::with_config(instance.store.clone(), config)),
+            jobs: Arc::new(blobjobs_store_api::BlobJobStore::with_config(
+                instance.store.clone(),
+                config,
+            )),
             log: self.0.log.clone(),
             op_timeout: self.0.options.op_timeout,
+            owners: self.0.owners.clone(),
+            probe: self.0.probe.clone(),
         }
+    }
+
+    /// Opens `n` new job-store instances.
+    pub(crate) async fn job_instances(&self, n: usize) -> Result<Vec<JobHandle>, Failure> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.job_instance().await?);
+        }
+        Ok(out)
+    }
+
+    /// The case's shared manual clock.
+    pub(crate) fn clock(&self) -> &ManualClock {
+        &self.0.clock
+    }
+
+    /// The time on the case's shared clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        use blobjobs_store_api::Clock as _;
+        self.0.clock.now()
     }
 
     /// Moves the shared clock forward.
@@ -672,4 +918,13 @@ impl Ctx {
         self.0.clock.advance(by);
         self.note(format!("clock: advance {} ms", by.as_millis()));
     }
+}
+
+/// Opens one job-store instance from `factory` within `limit`.
+pub(crate) async fn open_jobs(
+    factory: &SharedJobFactory,
+    env: &JobEnv,
+    limit: Duration,
+) -> Result<Arc<dyn JobStore>> {
+    limited(limit, factory.instance(env)).await
 }

@@ -101,6 +101,13 @@ pub struct Options {
     pub case_timeout: Duration,
     /// One operation that runs longer fails the case with a timeout.
     pub op_timeout: Duration,
+    /// How long a case lets the store settle before it reads everything it wrote again
+    /// through a fresh instance (see [`Options::settle()`]).
+    pub settle: Duration,
+    /// Seeded schedule perturbation around every instance call: yields and spins of a few
+    /// microseconds, so that a race in a store shows every run, not when the scheduler
+    /// happens to interleave. Off only to measure what it adds.
+    pub perturb: bool,
     /// Called as each case finishes, for progress output (see [`Options::on_case`]).
     pub on_case: Option<CaseHook>,
 }
@@ -136,6 +143,9 @@ impl PartialEq for CaseHook {
 
 impl Eq for CaseHook {}
 
+/// The default of [`Options::settle()`].
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(300);
+
 /// The environment variable that fixes the seed (see [`Options::from_env`]).
 pub const SEED_ENV: &str = "CONFORMANCE_SEED";
 /// The environment variable that sets [`Options::cases`] (see [`Options::from_env`]).
@@ -145,7 +155,8 @@ pub const FILTER_ENV: &str = "CONFORMANCE_FILTER";
 
 impl Default for Options {
     /// Fixed defaults: 48 generated sequences per model case, up to 20 operations each, a
-    /// fresh seed per run, no filter, 4 instances, 120 s per case and 20 s per operation.
+    /// fresh seed per run, no filter, 4 instances, 120 s per case, 20 s per operation, a
+    /// settle interval of 300 ms, and schedule perturbation on.
     fn default() -> Self {
         Options {
             backend: "store".to_owned(),
@@ -156,6 +167,8 @@ impl Default for Options {
             instances: 4,
             case_timeout: Duration::from_secs(120),
             op_timeout: Duration::from_secs(20),
+            settle: DEFAULT_SETTLE,
+            perturb: true,
             on_case: None,
         }
     }
@@ -239,6 +252,32 @@ impl Options {
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout;
         self
+    }
+
+    /// Sets how long each concurrent case and model case lets the store settle before it
+    /// reads everything again through a fresh instance: no deleted key or job may come back,
+    /// no acknowledged write may be lost, listings must agree with reads. A case pays it once
+    /// for all its sequences, and the runner overlaps it with the cases that follow, so a run
+    /// pays it about once. Longer intervals catch slower faults (a delete undone by a lagging
+    /// replica a second later); zero still re-reads, at once.
+    pub fn settle(mut self, interval: Duration) -> Self {
+        self.settle = interval;
+        self
+    }
+
+    /// Turns seeded schedule perturbation around every instance call on or off (on by
+    /// default).
+    pub fn perturb(mut self, on: bool) -> Self {
+        self.perturb = on;
+        self
+    }
+
+    /// How many rounds each race case runs: one per two generated sequences
+    /// ([`Options::cases`]), at least 8, so that `--cases` scales races as it scales models.
+    /// Three in four race on threads, one in four interleaved (see the crate's `race`
+    /// module).
+    pub fn race_rounds(&self) -> usize {
+        (self.cases as usize / 2).max(8)
     }
 
     /// Calls `f` as each case finishes, in run order, with the case's result and how far the

@@ -60,9 +60,9 @@ pub struct CaseReport {
     /// Its verdict.
     #[serde(flatten)]
     pub verdict: Verdict,
-    /// The likely cause of a failure, as the case names it (for example "GET sends no
-    /// ETag"); failures with the same cause are grouped by [`Report::causes`]. `None` when
-    /// the case does not name one.
+    /// For a failure, its likely cause: one of the short labels of [`crate::causes`] (such
+    /// as "GET sends no ETag"), so that a report can group failures by what would fix them.
+    /// `None` for cases that passed or were skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     /// How long it took, in milliseconds.
@@ -661,7 +661,7 @@ mod tests {
                         timeline: vec!["instance 0: set \"k\" → written".into()],
                         replay: Some("CONFORMANCE_SEED=7".into()),
                     },
-                    cause: None,
+                    cause: Some(crate::causes::NOT_VISIBLE_ACROSS_INSTANCES.into()),
                     millis: 2,
                 },
             ],

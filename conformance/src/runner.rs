@@ -1,15 +1,17 @@
-//! Runs cases one after another against a factory and turns their results into a `Report`.
+//! Runs cases one after another against a factory and turns their results into a `Report`;
+//! each case's settle check (see [`crate::settle`]) overlaps the cases that follow it.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
 
 use crate::case::Case;
-use crate::ctx::Ctx;
-use crate::factory::SharedFactory;
+use crate::ctx::{Ctx, Failure, Target};
 use crate::options::{Capabilities, Options};
 use crate::report::{CaseReport, Progress, Report, Verdict};
+use crate::{causes, promises, settle};
 
 /// A random 64-bit number, or a time-based one if the system has no randomness.
 pub(crate) fn random_u64() -> u64 {
@@ -50,8 +52,29 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A case that has run, waiting for its settle check before it is reported.
+struct Finished {
+    report: CaseReport,
+    check: Option<(Ctx, tokio::task::JoinHandle<Result<(), Failure>>)>,
+}
+
+/// The likely cause of a failure of `case`: what the failure itself names, else the first
+/// symptom the case showed, else the cause of the first promise the case checks.
+fn cause_of(case: &Case, failure: Option<&'static str>, ctx: &Ctx) -> &'static str {
+    failure
+        .or_else(|| ctx.probe().symptoms().first().copied())
+        .or_else(|| promises::default_cause(case.name))
+        .unwrap_or(causes::UNEXPECTED_ERRORS)
+}
+
+fn replay_line(seed: u64, name: &str) -> String {
+    format!(
+        "CONFORMANCE_SEED={seed} CONFORMANCE_FILTER={name} (read by Options::from_env), or Options::default().seed({seed}).filter(\"{name}\")"
+    )
+}
+
 pub(crate) async fn run_cases(
-    factory: SharedFactory,
+    target: Target,
     caps: Capabilities,
     options: Options,
     cases: Vec<Case>,
@@ -65,70 +88,174 @@ pub(crate) async fn run_cases(
         .filter(|c| options.filter.as_deref().is_none_or(|f| c.name.contains(f)))
         .collect();
     let total = selected.len();
-    for (index, case) in selected.into_iter().enumerate() {
+    // Settle checks run in the background while later cases run; a case is reported, in run
+    // order, once its check is done.
+    let mut pending: VecDeque<Finished> = VecDeque::new();
+    let mut done = 0usize;
+    for (index, case) in selected.iter().enumerate() {
         let case_started = Instant::now();
-        let missing = case
-            .needs
-            .iter()
-            .find_map(|n| n.missing(&caps, factory.as_ref()));
-        let verdict = if let Some(reason) = missing {
-            Verdict::Skipped {
-                reason: reason.to_owned(),
-            }
+        let missing = if target.blobs.is_none() && !case.is_job() {
+            Some("the run grades a job store alone; blob-store cases do not apply")
+        } else {
+            case.needs
+                .iter()
+                .find_map(|n| n.missing(&caps, target.blobs.as_deref()))
+        };
+        let mut check = None;
+        let (verdict, cause) = if let Some(reason) = missing {
+            (
+                Verdict::Skipped {
+                    reason: reason.to_owned(),
+                },
+                None,
+            )
         } else {
             let ctx = Ctx::new(
-                factory.clone(),
+                target.clone(),
                 format!("{run_prefix}c{index:02}/"),
                 caps.clone(),
                 options.clone(),
                 case_seed(seed, case.name),
             );
             let body = AssertUnwindSafe((case.run)(ctx.clone())).catch_unwind();
-            let replay = || {
-                format!(
-                    "CONFORMANCE_SEED={seed} CONFORMANCE_FILTER={} (read by Options::from_env), or Options::default().seed({seed}).filter(\"{}\")",
-                    case.name, case.name
-                )
-            };
             match tokio::time::timeout(options.case_timeout, body).await {
-                Ok(Ok(Ok(()))) => Verdict::Passed,
-                Ok(Ok(Err(failure))) => Verdict::Failed {
-                    message: failure.message,
-                    timeline: failure.timeline.unwrap_or_else(|| ctx.timeline()),
-                    replay: Some(failure.replay.unwrap_or_else(replay)),
-                },
-                Ok(Err(payload)) => Verdict::Failed {
-                    message: format!("the case panicked: {}", panic_text(payload.as_ref())),
-                    timeline: ctx.timeline(),
-                    replay: Some(replay()),
-                },
-                Err(_) => Verdict::Failed {
-                    message: format!(
-                        "the case did not finish within {} s",
-                        options.case_timeout.as_secs()
-                    ),
-                    timeline: ctx.timeline(),
-                    replay: Some(replay()),
-                },
+                Ok(Ok(Ok(()))) => {
+                    if !ctx.ledger().is_empty() {
+                        let handle = tokio::spawn(settle::check(ctx.clone()));
+                        check = Some((ctx, handle));
+                    }
+                    (Verdict::Passed, None)
+                }
+                Ok(Ok(Err(failure))) => {
+                    let cause = cause_of(case, failure.cause, &ctx);
+                    (
+                        Verdict::Failed {
+                            message: failure.message,
+                            timeline: failure.timeline.unwrap_or_else(|| ctx.timeline()),
+                            replay: Some(
+                                failure
+                                    .replay
+                                    .unwrap_or_else(|| replay_line(seed, case.name)),
+                            ),
+                        },
+                        Some(cause),
+                    )
+                }
+                Ok(Err(payload)) => (
+                    Verdict::Failed {
+                        message: format!("the case panicked: {}", panic_text(payload.as_ref())),
+                        timeline: ctx.timeline(),
+                        replay: Some(replay_line(seed, case.name)),
+                    },
+                    Some(causes::PANICS),
+                ),
+                Err(_) => (
+                    Verdict::Failed {
+                        message: format!(
+                            "the case did not finish within {} s",
+                            options.case_timeout.as_secs()
+                        ),
+                        timeline: ctx.timeline(),
+                        replay: Some(replay_line(seed, case.name)),
+                    },
+                    Some(cause_of(case, Some(causes::TOO_SLOW), &ctx)),
+                ),
             }
         };
-        report.cases.push(CaseReport {
-            name: case.name.to_owned(),
-            area: case.area.to_owned(),
-            scope: case.scope,
-            verdict,
-            cause: None,
-            millis: case_started.elapsed().as_millis() as u64,
+        pending.push_back(Finished {
+            report: CaseReport {
+                name: case.name.to_owned(),
+                area: case.area.to_owned(),
+                scope: case.scope,
+                verdict,
+                cause: cause.map(str::to_owned),
+                millis: case_started.elapsed().as_millis() as u64,
+            },
+            check,
         });
-        if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {
-            hook.call(&Progress {
-                backend: &report.backend,
-                done: index + 1,
-                total,
-                case,
-            });
+        // Report every case at the front whose check has finished.
+        while pending.front().is_some_and(|f| {
+            f.check
+                .as_ref()
+                .is_none_or(|(_, handle)| handle.is_finished())
+        }) {
+            if let Some(finished) = pending.pop_front() {
+                done += 1;
+                report_one(
+                    &mut report,
+                    finished,
+                    seed,
+                    &selected,
+                    &options,
+                    done,
+                    total,
+                )
+                .await;
+            }
         }
+    }
+    while let Some(finished) = pending.pop_front() {
+        done += 1;
+        report_one(
+            &mut report,
+            finished,
+            seed,
+            &selected,
+            &options,
+            done,
+            total,
+        )
+        .await;
     }
     report.millis = started.elapsed().as_millis() as u64;
     report
+}
+
+/// Completes a finished case with its settle check (waiting for it), adds it to the report
+/// and tells the progress hook.
+async fn report_one(
+    report: &mut Report,
+    finished: Finished,
+    seed: u64,
+    cases: &[Case],
+    options: &Options,
+    done: usize,
+    total: usize,
+) {
+    let mut case_report = finished.report;
+    if let Some((ctx, handle)) = finished.check {
+        let outcome = match tokio::time::timeout(options.case_timeout, handle).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                Err(Failure::new(format!("the settle check failed: {e}")).because(causes::PANICS))
+            }
+            Err(_) => Err(Failure::new(format!(
+                "the settle check did not finish within {} s",
+                options.case_timeout.as_secs()
+            ))
+            .because(causes::TOO_SLOW)),
+        };
+        if let Err(failure) = outcome {
+            let case = cases.iter().find(|c| c.name == case_report.name);
+            let cause = match case {
+                Some(case) => cause_of(case, failure.cause, &ctx),
+                None => failure.cause.unwrap_or(causes::UNEXPECTED_ERRORS),
+            };
+            case_report.verdict = Verdict::Failed {
+                message: failure.message,
+                timeline: failure.timeline.unwrap_or_else(|| ctx.timeline()),
+                replay: Some(replay_line(seed, &case_report.name)),
+            };
+            case_report.cause = Some(cause.to_owned());
+        }
+    }
+    report.cases.push(case_report);
+    if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {
+        hook.call(&Progress {
+            backend: &report.backend,
+            done,
+            total,
+            case,
+        });
+    }
 }

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::case::Case;
-use crate::factory::{InstanceFactory, SharedFactory};
+use crate::ctx::Target;
+use crate::factory::{BlobJobFactory, InstanceFactory, JobStoreFactory, SharedFactory};
 use crate::options::{Capabilities, Options};
 use crate::report::{Report, Scope, Verdict};
 use crate::{cases, runner};
@@ -27,7 +28,7 @@ enum Expect {
 /// Built anew for every test by the setup function given to [`tests!`](crate::tests!), so
 /// each case runs on fresh data (a new temporary directory, a new server).
 pub struct Backend {
-    factory: SharedFactory,
+    target: Target,
     capabilities: Capabilities,
     options: Options,
     expect: Expect,
@@ -53,8 +54,31 @@ impl Backend {
     /// `CONFORMANCE_CASES` scales the model-based cases; the filter is ignored, since each
     /// stamped test runs exactly one case (use cargo's own test filter).
     pub fn new(name: impl Into<String>, factory: impl InstanceFactory) -> Self {
+        let blobs: SharedFactory = Arc::new(factory);
+        Backend::with_target(
+            name,
+            Target {
+                jobs: Arc::new(BlobJobFactory::shared(blobs.clone())),
+                blobs: Some(blobs),
+            },
+        )
+    }
+
+    /// A job store called `name` in reports, whose instances `factory` builds: the job
+    /// cases run against it, and the blob-store cases are skipped (they need a `BlobStore`).
+    pub fn jobs(name: impl Into<String>, factory: impl JobStoreFactory) -> Self {
+        Backend::with_target(
+            name,
+            Target {
+                blobs: None,
+                jobs: Arc::new(factory),
+            },
+        )
+    }
+
+    fn with_target(name: impl Into<String>, target: Target) -> Self {
         Backend {
-            factory: Arc::new(factory),
+            target,
             capabilities: Capabilities::default(),
             options: Options::from_env().backend(name),
             expect: Expect::Pass,
@@ -99,7 +123,7 @@ impl Backend {
         let mut options = self.options.clone();
         options.filter = None;
         runner::run_cases(
-            self.factory.clone(),
+            self.target.clone(),
             self.capabilities.clone(),
             options,
             vec![find(name)],
@@ -247,9 +271,14 @@ macro_rules! __with_case_names {
             longest_key_round_trips,
             invalid_keys_are_rejected_as_invalid_input,
             awkward_keys_work_through_every_operation,
+            key_length_limit_is_exact,
+            metadata_size_limit_is_exact,
             streamed_values_round_trip,
             streamed_writes_over_max_size_write_nothing,
             streamed_writes_honour_conditions,
+            streamed_size_bounds_are_exact_on_both_sides,
+            every_value_and_metadata_shape_round_trips_through_every_path,
+            every_value_and_metadata_shape_is_read_alike_across_instances,
             writes_are_visible_across_instances,
             updates_are_visible_across_instances,
             deletes_are_visible_across_instances,
@@ -260,8 +289,12 @@ macro_rules! __with_case_names {
             listing_is_complete_across_instances,
             only_if_new_has_a_single_winner,
             only_if_new_has_a_single_winner_across_instances,
+            only_if_match_has_a_single_winner,
+            only_if_match_has_a_single_winner_across_instances,
             compare_and_swap_loses_no_update,
             compare_and_swap_loses_no_update_across_instances,
+            deletes_racing_updates_leave_no_ghost_across_instances,
+            readers_never_see_a_partial_value_across_instances,
             concurrent_histories_are_linearizable,
             concurrent_histories_are_linearizable_across_instances,
             blob_operations_match_the_model,
@@ -273,6 +306,11 @@ macro_rules! __with_case_names {
             deleted_job_stays_deleted,
             ttl_expired_jobs_are_hidden_and_purged,
             job_listing_filters_by_status_and_kind,
+            lease_expiry_is_exact,
+            ttl_expiry_is_exact,
+            job_listing_pages_cover_every_job_once,
+            awkward_job_ids_work_through_every_operation,
+            job_updates_apply_one_change_at_a_time,
             job_created_on_one_instance_is_found_on_another,
             job_progress_is_visible_across_instances,
             expired_lease_can_be_reclaimed_across_instances,
@@ -280,9 +318,16 @@ macro_rules! __with_case_names {
             ttl_purge_works_across_instances,
             job_create_with_caller_id_is_idempotent_across_instances,
             job_listing_is_complete_across_instances,
+            job_updates_apply_one_change_at_a_time_across_instances,
             claim_is_exclusive,
             claim_is_exclusive_across_instances,
+            an_expired_lease_is_reclaimed_by_one_worker_across_instances,
+            racing_claim_and_cancel_have_one_order_across_instances,
+            racing_progress_and_succeed_lose_no_update_across_instances,
+            racing_progress_and_cancel_lose_no_update_across_instances,
+            racing_succeed_and_fail_have_one_winner_across_instances,
             racing_finish_and_cancel_have_one_winner_across_instances,
+            racing_updates_and_a_delete_leave_the_job_deleted_across_instances,
             racing_creates_with_one_id_make_one_job_across_instances,
             job_operations_match_the_model,
             job_operations_match_the_model_across_instances,

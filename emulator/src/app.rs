@@ -156,6 +156,9 @@ impl App {
         B::Error: std::fmt::Display,
     {
         let path = req.uri().path();
+        if crate::ui::serves(path) {
+            return self.ui(req.map(|_| ())).await;
+        }
         if path.starts_with(RESERVED_PREFIX) {
             return handlers::reserved_route(req.method(), path);
         }

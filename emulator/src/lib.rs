@@ -25,6 +25,7 @@ mod handlers;
 mod response;
 pub mod route;
 pub mod server;
+pub mod ui;
 
 pub use app::App;
 pub use blobjobs_protocol::BlobsContext;

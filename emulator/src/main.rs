@@ -207,6 +207,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             cli::say(&format!("token: {} ({note})", token.reveal()));
         }
         cli::say(&format!("site: {} (any site ID is served)", args.site));
+        let link = blobjobs_emulator::ui::signed_in_link(&base, token.reveal());
+        cli::say(&format!("browser view: {link}"));
     }
     cli::say(&ctx.export_line());
     blobjobs_emulator::serve_app(listener, app.with_local_addr(local), shutdown).await?;

@@ -186,7 +186,8 @@ impl FromStr for JobStatus {
 pub struct Lease {
     /// Who holds it (a worker or instance name chosen by the caller).
     pub owner: String,
-    /// When it runs out; after this another worker may claim the job.
+    /// When it runs out: it is held before this moment, and from this moment on another
+    /// worker may claim the job.
     pub expires_at: Timestamp,
 }
 
@@ -229,7 +230,8 @@ pub struct Job {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
-    /// When it stops being visible (creation time plus its TTL), if it has a TTL.
+    /// When it stops being visible (creation time plus its TTL), if it has a TTL: it is
+    /// visible before this moment and hidden from it on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
 }

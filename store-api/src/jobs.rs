@@ -35,7 +35,7 @@ pub struct JobFilter {
     pub page_size: Option<usize>,
 }
 
-/// One page of jobs, oldest first.
+/// One page of jobs, in id order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobPage {
     /// The matching jobs on this page. A page can be empty while `next_cursor` is set, when
@@ -88,7 +88,8 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Removes a job; returns whether it existed.
     async fn delete(&self, id: &JobId) -> Result<bool>;
 
-    /// One page of jobs matching `filter`, oldest first.
+    /// One page of jobs matching `filter`, in id order (for generated ids that is the order
+    /// they were created in, oldest first).
     async fn list(&self, filter: JobFilter) -> Result<JobPage>;
 
     /// Deletes every job whose TTL has run out; returns how many it deleted.

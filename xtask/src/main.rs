@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask ci | conformance | bench | tidy`.
+//! Project automation: `cargo xtask ci | conformance | bench | npm | tidy`.
 //!
 //! Run `cargo xtask help` for the list. Every task is a thin sequence of cargo (and npm)
 //! invocations, so that what CI runs is exactly what a contributor runs.
@@ -11,6 +11,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod bench;
 mod conformance;
+mod npm;
 mod tidy;
 
 /// Project automation for blobjobs: what CI runs is exactly what a contributor runs.
@@ -46,6 +47,9 @@ enum Task {
     /// target/bench-report/: report.md (medians, ratios and targets), throughput.svg,
     /// results.json, and the raw logs. Loopback only; every run is bounded in time.
     Bench(bench::Args),
+    /// The npm packages (launcher and startEmulator, and this platform's binary) packed
+    /// around the release build; tarballs in target/npm/
+    Npm(npm::Args),
     /// Repository hygiene checks (also part of ci)
     Tidy,
 }
@@ -60,6 +64,7 @@ fn main() -> Result<()> {
         Some(Task::Ci) => ci(),
         Some(Task::Conformance(args)) => conformance::run(&root(), args),
         Some(Task::Bench(args)) => bench::run(&root(), args),
+        Some(Task::Npm(args)) => npm::run(&root(), args),
         Some(Task::Tidy) => tidy::run(&root()),
     }
 }
@@ -113,49 +118,76 @@ fn run(step: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-/// Where `cargo xtask ci` verifies packages: a target folder of its own, so that every
-/// artifact of a `blobjobs-*` package in it comes from the packaged copies.
-const PACKAGE_TARGET: &str = "target/package-check";
-
 /// Forgets what earlier `cargo package` runs left of this workspace's own packages. Cargo
 /// verifies a package against its siblings through a local registry under `target/package`;
 /// it extracts each sibling into `$CARGO_HOME/registry/src/<that registry>/NAME-VERSION` only
-/// if that folder does not exist yet, and it never rebuilds a registry package whose version
+/// if that folder does not exist yet, and it never rebuilds a registry package of a version
 /// it has built before. With the version unchanged, a later run would verify against stale
-/// copies. These names are published nowhere else, so nothing else lives under them.
+/// copies. So the extracted copies go, and so do the artifacts built from them (told apart
+/// from the workspace's own builds by the sources their dep-info lists). These names are
+/// published nowhere else, so nothing else lives under them.
 fn forget_packaged_sources(root: &Path) -> Result<()> {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let mut folders: Vec<PathBuf> = Vec::new();
     if let Some(src) = home.map(|h| h.join("registry").join("src"))
         && let Ok(registries) = std::fs::read_dir(&src)
     {
-        folders.extend(registries.flatten().map(|r| r.path()));
+        for registry in registries.flatten() {
+            remove_matching(&registry.path(), |name| name.starts_with("blobjobs-"))?;
+        }
     }
-    let built = root.join(PACKAGE_TARGET).join("debug");
-    folders.extend(["deps", ".fingerprint", "build"].map(|d| built.join(d)));
-    for folder in folders {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
+    forget_registry_builds(&root.join("target").join("debug"))
+}
+
+/// Removes from a profile folder of `target/` the artifacts of `blobjobs-*` packages that
+/// were built from registry copies rather than from the workspace.
+fn forget_registry_builds(built: &Path) -> Result<()> {
+    let Ok(deps) = std::fs::read_dir(built.join("deps")) else {
+        return Ok(());
+    };
+    let mut stale = Vec::new();
+    for entry in deps.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".d") else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !["blobjobs-", "blobjobs_", "libblobjobs_"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                continue;
-            }
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+        let from_registry = std::fs::read_to_string(entry.path()).is_ok_and(|info| {
+            info.lines()
+                .next()
+                .is_some_and(|l| l.contains("/registry/src/"))
+        });
+        if stem.starts_with("blobjobs_")
+            && from_registry
+            && let Some((_, hash)) = stem.rsplit_once('-')
+        {
+            stale.push(format!("-{hash}"));
         }
+    }
+    for folder in ["deps", ".fingerprint", "build"] {
+        remove_matching(&built.join(folder), |name| {
+            name.contains("blobjobs") && stale.iter().any(|hash| name.contains(hash.as_str()))
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes the entries of `folder` whose names `doomed` picks (a missing folder is fine).
+fn remove_matching(folder: &Path, doomed: impl Fn(&str) -> bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if !doomed(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
     }
     Ok(())
 }
@@ -189,8 +221,6 @@ fn ci() -> Result<()> {
     let mut package = cargo();
     package.args([
         "package",
-        "--target-dir",
-        PACKAGE_TARGET,
         "--workspace",
         "--exclude",
         "xtask",
@@ -210,6 +240,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_registry_builds_of_our_packages_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = dir.path();
+        for sub in ["deps", ".fingerprint"] {
+            std::fs::create_dir_all(built.join(sub)).unwrap();
+        }
+        let write = |rel: &str, text: &str| std::fs::write(built.join(rel), text).unwrap();
+        // A sibling built from its packaged copy, one built from the workspace, and a
+        // third-party crate from the registry.
+        write(
+            "deps/blobjobs_x-aaa.d",
+            "out: /h/registry/src/r/blobjobs-x-0.1.0/src/lib.rs\n",
+        );
+        write("deps/libblobjobs_x-aaa.rlib", "");
+        std::fs::create_dir(built.join(".fingerprint/blobjobs-x-aaa")).unwrap();
+        write("deps/blobjobs_x-bbb.d", "out: x/src/lib.rs\n");
+        write("deps/libblobjobs_x-bbb.rlib", "");
+        std::fs::create_dir(built.join(".fingerprint/blobjobs-x-bbb")).unwrap();
+        write(
+            "deps/serde-aaa.d",
+            "out: /h/registry/src/r/serde-1.0.0/src/lib.rs\n",
+        );
+
+        forget_registry_builds(built).unwrap();
+
+        let left = |sub: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(built.join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            left("deps"),
+            ["blobjobs_x-bbb.d", "libblobjobs_x-bbb.rlib", "serde-aaa.d"]
+        );
+        assert_eq!(left(".fingerprint"), ["blobjobs-x-bbb"]);
+    }
+
+    #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
     }
@@ -224,12 +295,19 @@ mod tests {
             task(&["xtask", "bench"]),
             Ok(Some(Task::Bench(_)))
         ));
+        assert!(matches!(
+            task(&["xtask", "npm", "--out", "x"]),
+            Ok(Some(Task::Npm(npm::Args {
+                out: Some(_),
+                binary: None
+            })))
+        ));
         assert!(task(&["xtask", "nosuchtask"]).is_err());
         assert!(task(&["xtask", "ci", "--bogus"]).is_err());
         let help = task(&["xtask", "help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         let help = help.to_string();
-        for name in ["ci", "conformance", "bench", "tidy", "help"] {
+        for name in ["ci", "conformance", "bench", "npm", "tidy", "help"] {
             assert!(help.contains(&format!("  {name} ")), "{name}: {help}");
         }
         assert!(help.contains("Usage: cargo xtask"), "{help}");

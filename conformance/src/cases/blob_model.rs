@@ -3,7 +3,8 @@
 
 use crate::case::{Case, case};
 use crate::ctx::{Ctx, Failure};
-use crate::model::blob::{Env, execute, strategy};
+use crate::model::Env;
+use crate::model::blob::{execute, strategy};
 use crate::model::run_machine;
 
 pub(crate) fn cases() -> Vec<Case> {

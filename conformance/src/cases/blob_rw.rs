@@ -3,7 +3,7 @@
 use blobjobs_store_api::{ErrorKind, ListOptions, Metadata, SetOptions, SetOutcome};
 use serde_json::json;
 
-use crate::case::{Case, case, ensure, ensure_eq};
+use crate::case::{Case, case, ensure, ensure_eq, expect_kind};
 use crate::ctx::{Ctx, Failure};
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -374,11 +374,11 @@ async fn oversized_metadata_is_rejected_and_writes_nothing(ctx: Ctx) -> Result<(
     let refused = s
         .set_with("m", "v2", SetOptions::new().metadata(too_big))
         .await;
-    ensure_eq!(
-        refused.err().map(|e| e.kind()),
-        Some(ErrorKind::InvalidInput),
-        "kind of the error of a set with 2000 bytes of metadata"
-    );
+    expect_kind(
+        refused,
+        ErrorKind::InvalidInput,
+        "a set with 2000 bytes of metadata",
+    )?;
     let blob = s
         .get("m")
         .await?

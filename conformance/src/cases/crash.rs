@@ -20,7 +20,8 @@ use proptest::prelude::Rng;
 use serde_json::json;
 
 use crate::case::{Case, case, ensure, ensure_eq};
-use crate::ctx::{CLOCK_START_MS, Ctx, Failure, Scoped, limited};
+use crate::ctx::{CLOCK_START_MS, Ctx, Failure, limited};
+use crate::probe::{Probe, Scoped};
 use crate::seed::rng_from_seed;
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -134,7 +135,10 @@ async fn instance_killed_mid_write_tears_nothing_and_frees_its_jobs(
 ) -> Result<(), Failure> {
     let mut rng = rng_from_seed(ctx.seed());
     let op_timeout = ctx.options().op_timeout;
-    let (raw, kill) = limited(op_timeout, ctx.factory().killable_instance())
+    let factory = ctx.blob_factory().ok_or_else(|| {
+        Failure::new("the run grades a job store, which has no instances to kill")
+    })?;
+    let (raw, kill) = limited(op_timeout, factory.killable_instance())
         .await
         .map_err(|e| {
             Failure::new(format!(
@@ -143,7 +147,12 @@ async fn instance_killed_mid_write_tears_nothing_and_frees_its_jobs(
                 e.message()
             ))
         })?;
-    let doomed: Arc<dyn BlobStore> = Arc::new(Scoped::new(raw, ctx.prefix().to_owned()));
+    let doomed: Arc<dyn BlobStore> = Arc::new(Scoped::new(
+        raw,
+        ctx.prefix().to_owned(),
+        // Not the case's probe: calls cut short by the kill must not count as work in flight.
+        Arc::new(Probe::quiet()),
+    ));
     let readers = ctx.instances(READERS).await?;
     let after = ctx.instance().await?;
     ctx.note("the doomed instance runs in a process of its own; it will be killed mid-write");
@@ -435,7 +444,7 @@ async fn instance_killed_mid_write_tears_nothing_and_frees_its_jobs(
     ));
 
     // The lease outlives its holder until it expires; then another instance takes over.
-    let jobs = ctx.jobs(&after);
+    let jobs = ctx.blob_jobs(&after);
     let held = jobs.get(&job).await?;
     let Some(held) = held else {
         return Err(Failure::new(format!(
@@ -479,7 +488,7 @@ async fn instance_killed_mid_write_tears_nothing_and_frees_its_jobs(
     );
     jobs.succeed(&job, SURVIVOR, json!({"taken_over": true}))
         .await?;
-    let seen_by = ctx.jobs(&readers[0]).get(&job).await?;
+    let seen_by = ctx.blob_jobs(&readers[0]).get(&job).await?;
     ensure_eq!(
         seen_by.map(|j| j.status),
         Some(JobStatus::Succeeded),

@@ -7,8 +7,11 @@ use std::time::Duration;
 use blobjobs_store_api::{ErrorKind, Job, JobFilter, JobId, JobStatus, NewJob};
 use serde_json::json;
 
+pub(crate) use crate::case::expect_kind;
 use crate::case::{Case, case, ensure, ensure_eq};
+use crate::causes;
 use crate::ctx::{Ctx, Failure, JobHandle};
+use crate::show::Show as _;
 
 pub(crate) fn cases() -> Vec<Case> {
     vec![
@@ -32,6 +35,23 @@ pub(crate) fn cases() -> Vec<Case> {
         case!(
             "jobs",
             job_listing_filters_by_status_and_kind,
+            SingleInstance
+        ),
+        case!("jobs", lease_expiry_is_exact, SingleInstance),
+        case!("jobs", ttl_expiry_is_exact, SingleInstance),
+        case!(
+            "jobs",
+            job_listing_pages_cover_every_job_once,
+            SingleInstance
+        ),
+        case!(
+            "jobs",
+            awkward_job_ids_work_through_every_operation,
+            SingleInstance
+        ),
+        case!(
+            "jobs",
+            job_updates_apply_one_change_at_a_time,
             SingleInstance
         ),
         case!(
@@ -65,6 +85,11 @@ pub(crate) fn cases() -> Vec<Case> {
             job_listing_is_complete_across_instances,
             CrossInstance
         ),
+        case!(
+            "jobs",
+            job_updates_apply_one_change_at_a_time_across_instances,
+            CrossInstance
+        ),
     ]
 }
 
@@ -74,36 +99,29 @@ pub(crate) fn id(s: &str) -> Result<JobId, Failure> {
 
 pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-/// Expects `r` to be an error of `kind`.
-pub(crate) fn expect_kind<T: std::fmt::Debug>(
-    r: blobjobs_store_api::Result<T>,
-    kind: ErrorKind,
-    what: &str,
-) -> Result<(), Failure> {
-    match r {
-        Err(e) if e.kind() == kind => Ok(()),
-        Err(e) => Err(Failure::new(format!(
-            "{what}: expected error {kind}, got error {} ({})",
-            e.kind(),
-            e.message()
+/// Reads a job that must exist: `reader` polls the job `creator` created. Not finding it is
+/// the seed's bug when the two are different instances.
+pub(crate) async fn must_get(
+    reader: &JobHandle,
+    job: &JobId,
+    creator: &JobHandle,
+) -> Result<Job, Failure> {
+    match reader.get(job).await? {
+        Some(found) => Ok(found),
+        None if reader.id == creator.id => Err(Failure::new(format!(
+            "instance {} polled job {job}, which it created itself: not found",
+            reader.id
         ))),
-        Ok(v) => Err(Failure::new(format!(
-            "{what}: expected error {kind}, got {v:?}"
-        ))),
+        None => Err(Failure::new(format!(
+            "instance {} polled job {job} created by instance {}: not found",
+            reader.id, creator.id
+        ))
+        .because(causes::NOT_VISIBLE_ACROSS_INSTANCES)),
     }
 }
 
-async fn must_get(jobs: &JobHandle, job: &JobId, who: &str) -> Result<Job, Failure> {
-    jobs.get(job).await?.ok_or_else(|| {
-        Failure::new(format!(
-            "{who}: get job {job} → not found, but the job exists"
-        ))
-    })
-}
-
 async fn job_lifecycle_allows_only_legal_transitions(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     let a = jobs
         .create(NewJob::new("extract", json!({"n": 1})).id(id("a")?))
         .await?;
@@ -166,7 +184,7 @@ async fn job_lifecycle_allows_only_legal_transitions(ctx: Ctx) -> Result<(), Fai
         expect_kind(r, ErrorKind::IllegalTransition, what)?;
     }
     ensure_eq!(
-        must_get(&jobs, &a.id, "instance 0").await?,
+        must_get(&jobs, &a.id, &jobs).await?,
         done,
         "job after rejected changes"
     );
@@ -218,8 +236,7 @@ async fn job_lifecycle_allows_only_legal_transitions(ctx: Ctx) -> Result<(), Fai
 }
 
 async fn job_create_with_caller_id_is_idempotent(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     let first = jobs
         .create(NewJob::new("extract", json!({"try": 1})).id(id("order-42")?))
         .await?;
@@ -251,8 +268,7 @@ async fn job_create_with_caller_id_is_idempotent(ctx: Ctx) -> Result<(), Failure
 }
 
 async fn expired_lease_can_be_reclaimed(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     let j = jobs
         .create(NewJob::new("extract", json!({})).id(id("lease")?))
         .await?;
@@ -286,8 +302,7 @@ async fn expired_lease_can_be_reclaimed(ctx: Ctx) -> Result<(), Failure> {
 }
 
 async fn deleted_job_stays_deleted(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     let j = jobs
         .create(NewJob::new("extract", json!({})).id(id("gone")?))
         .await?;
@@ -328,8 +343,7 @@ async fn deleted_job_stays_deleted(ctx: Ctx) -> Result<(), Failure> {
 }
 
 async fn ttl_expired_jobs_are_hidden_and_purged(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     let short = jobs
         .create(
             NewJob::new("extract", json!({}))
@@ -394,8 +408,7 @@ async fn ttl_expired_jobs_are_hidden_and_purged(ctx: Ctx) -> Result<(), Failure>
 }
 
 async fn job_listing_filters_by_status_and_kind(ctx: Ctx) -> Result<(), Failure> {
-    let s = ctx.instance().await?;
-    let jobs = ctx.jobs(&s);
+    let jobs = ctx.job_instance().await?;
     for (name, kind) in [("l1", "extract"), ("l2", "extract"), ("l3", "report")] {
         jobs.create(NewJob::new(kind, json!({})).id(id(name)?))
             .await?;
@@ -407,7 +420,7 @@ async fn job_listing_filters_by_status_and_kind(ctx: Ctx) -> Result<(), Failure>
     let listed = jobs.list(JobFilter::default()).await?;
     // A listing carries each job whole and current, as `get` reads it.
     for job in &listed.jobs {
-        let read = must_get(&jobs, &job.id, "instance 0").await?;
+        let read = must_get(&jobs, &job.id, &jobs).await?;
         ensure_eq!(job, &read, "job {} as listed versus as read", job.id);
     }
     let all = names(listed);
@@ -432,31 +445,22 @@ async fn job_listing_filters_by_status_and_kind(ctx: Ctx) -> Result<(), Failure>
 }
 
 async fn job_created_on_one_instance_is_found_on_another(ctx: Ctx) -> Result<(), Failure> {
-    let trigger = ctx.instance().await?;
-    let status = ctx.instance().await?;
-    let created = ctx
-        .jobs(&trigger)
+    let trigger = ctx.job_instance().await?;
+    let status = ctx.job_instance().await?;
+    let created = trigger
         .create(NewJob::new("extract", json!({"doc": 7})).id(id("J")?))
         .await?;
-    let seen = must_get(&ctx.jobs(&status), &created.id, "the status instance").await?;
+    let seen = must_get(&status, &created.id, &trigger).await?;
     ensure_eq!(seen, created, "the job as another instance reads it");
     // A job with a generated id, too: the id is all the polling front end has.
-    let generated = ctx
-        .jobs(&trigger)
-        .create(NewJob::new("extract", json!({})))
-        .await?;
-    must_get(&ctx.jobs(&status), &generated.id, "the status instance").await?;
+    let generated = trigger.create(NewJob::new("extract", json!({}))).await?;
+    must_get(&status, &generated.id, &trigger).await?;
     Ok(())
 }
 
 /// The job layers of three new instances.
 async fn jobs_on_three_instances(ctx: &Ctx) -> Result<[JobHandle; 3], Failure> {
-    let jobs: Vec<JobHandle> = ctx
-        .instances(3)
-        .await?
-        .iter()
-        .map(|i| ctx.jobs(i))
-        .collect();
+    let jobs: Vec<JobHandle> = ctx.job_instances(3).await?;
     <[_; 3]>::try_from(jobs).map_err(|_| Failure::new("could not open three instances"))
 }
 
@@ -466,21 +470,21 @@ async fn job_progress_is_visible_across_instances(ctx: Ctx) -> Result<(), Failur
         .create(NewJob::new("extract", json!({})).id(id("J")?))
         .await?;
     w.claim(&j.id, "worker", LEASE).await?;
-    let seen = must_get(&st, &j.id, "the status instance").await?;
+    let seen = must_get(&st, &j.id, &t).await?;
     ensure_eq!(
         seen.status,
         JobStatus::Running,
         "status seen by the status instance after a claim elsewhere"
     );
     w.progress(&j.id, "worker", 40).await?;
-    let seen = must_get(&st, &j.id, "the status instance").await?;
+    let seen = must_get(&st, &j.id, &t).await?;
     ensure_eq!(
         seen.progress.map(|p| p.percent),
         Some(40),
         "progress seen by the status instance"
     );
     w.succeed(&j.id, "worker", json!({"pages": 3})).await?;
-    let seen = must_get(&st, &j.id, "the status instance").await?;
+    let seen = must_get(&st, &j.id, &t).await?;
     ensure_eq!(
         seen.status,
         JobStatus::Succeeded,
@@ -517,7 +521,7 @@ async fn expired_lease_can_be_reclaimed_across_instances(ctx: Ctx) -> Result<(),
         ErrorKind::LeaseHeld,
         "the old owner finishing after a reclaim",
     )?;
-    let seen = must_get(&ja, &j.id, "instance 0").await?;
+    let seen = must_get(&ja, &j.id, &ja).await?;
     ensure_eq!(
         seen.lease.map(|l| l.owner),
         Some("worker-c".to_owned()),
@@ -577,14 +581,12 @@ async fn ttl_purge_works_across_instances(ctx: Ctx) -> Result<(), Failure> {
 }
 
 async fn job_create_with_caller_id_is_idempotent_across_instances(ctx: Ctx) -> Result<(), Failure> {
-    let a = ctx.instance().await?;
-    let b = ctx.instance().await?;
-    let first = ctx
-        .jobs(&a)
+    let a = ctx.job_instance().await?;
+    let b = ctx.job_instance().await?;
+    let first = a
         .create(NewJob::new("extract", json!({"from": 0})).id(id("J")?))
         .await?;
-    let retried = ctx
-        .jobs(&b)
+    let retried = b
         .create(NewJob::new("extract", json!({"from": 1})).id(id("J")?))
         .await?;
     ensure_eq!(
@@ -598,16 +600,14 @@ async fn job_create_with_caller_id_is_idempotent_across_instances(ctx: Ctx) -> R
 async fn job_listing_is_complete_across_instances(ctx: Ctx) -> Result<(), Failure> {
     let n = ctx.options().instances.max(2);
     let mut want = BTreeSet::new();
-    for (i, inst) in ctx.instances(n).await?.iter().enumerate() {
-        let job = ctx
-            .jobs(inst)
+    for (i, inst) in ctx.job_instances(n).await?.iter().enumerate() {
+        let job = inst
             .create(NewJob::new("extract", json!({"i": i})).id(id(&format!("j{i}"))?))
             .await?;
         want.insert(job.id.to_string());
     }
-    let reader = ctx.instance().await?;
-    let got: BTreeSet<String> = ctx
-        .jobs(&reader)
+    let reader = ctx.job_instance().await?;
+    let got: BTreeSet<String> = reader
         .list(JobFilter::default())
         .await?
         .jobs
@@ -616,4 +616,315 @@ async fn job_listing_is_complete_across_instances(ctx: Ctx) -> Result<(), Failur
         .collect();
     ensure_eq!(got, want, "jobs listed by a fresh instance");
     Ok(())
+}
+
+/// A lease of 10 s taken at t is held at t + 9 s and at t + 10 s − 1 ms, and may be taken
+/// over from t + 10 s on (checked on separate jobs at t + 10 s and t + 10 s + 1 ms).
+async fn lease_expiry_is_exact(ctx: Ctx) -> Result<(), Failure> {
+    let jobs = ctx.job_instance().await?;
+    let lease = Duration::from_secs(10);
+    let ids = [id("lease-end")?, id("lease-end-plus-1")?];
+    for job in &ids {
+        jobs.create(NewJob::new("extract", json!({})).id(job.clone()))
+            .await?;
+        jobs.claim(job, "w1", lease).await?;
+    }
+    for (step, ms) in [(9_000u64, "9 s"), (999, "10 s - 1 ms")] {
+        ctx.advance(Duration::from_millis(step));
+        for job in &ids {
+            expect_kind(
+                jobs.claim(job, "w2", LEASE).await,
+                ErrorKind::LeaseHeld,
+                &format!("a claim of job {job} at {ms} into a lease of 10 s"),
+            )
+            .map_err(|f| f.because(causes::LEASES_WRONG))?;
+        }
+    }
+    ctx.advance(Duration::from_millis(1));
+    let at = jobs.claim(&ids[0], "w2", LEASE).await.map_err(|e| {
+        Failure::new(format!(
+            "a claim of job {} the moment its lease of 10 s ran out failed with error {}",
+            ids[0],
+            e.kind()
+        ))
+        .because(causes::LEASES_WRONG)
+    })?;
+    ensure_eq!(at.attempts, 2, "attempts after a claim at the lease's end");
+    ctx.advance(Duration::from_millis(1));
+    let after = jobs.claim(&ids[1], "w2", LEASE).await.map_err(|e| {
+        Failure::new(format!(
+            "a claim of job {} 1 ms after its lease ran out failed with error {}",
+            ids[1],
+            e.kind()
+        ))
+        .because(causes::LEASES_WRONG)
+    })?;
+    ensure_eq!(
+        after.lease.map(|l| l.owner),
+        Some("w2".to_owned()),
+        "lease owner after a claim past the lease's end"
+    );
+    Ok(())
+}
+
+/// A TTL of 60 s keeps a job visible at 59 s and at 60 s − 1 ms and hides it from 60 s on
+/// (checked again 1 ms later); a purge at that moment removes it, and a job created later
+/// with its own TTL is judged by its own clock.
+async fn ttl_expiry_is_exact(ctx: Ctx) -> Result<(), Failure> {
+    let jobs = ctx.job_instance().await?;
+    let short = jobs
+        .create(
+            NewJob::new("extract", json!({}))
+                .id(id("ttl")?)
+                .ttl(Duration::from_secs(60)),
+        )
+        .await?;
+    ctx.advance(Duration::from_secs(1));
+    let later = jobs
+        .create(
+            NewJob::new("extract", json!({}))
+                .id(id("later")?)
+                .ttl(Duration::from_secs(60)),
+        )
+        .await?;
+    for (to, what) in [(58_000u64, "59 s"), (999, "60 s - 1 ms")] {
+        ctx.advance(Duration::from_millis(to));
+        ensure!(
+            jobs.get(&short.id).await?.is_some(),
+            "a job with a TTL of 60 s is gone at {what}"
+        );
+    }
+    ctx.advance(Duration::from_millis(1));
+    ensure!(
+        jobs.get(&short.id).await?.is_none(),
+        "a job with a TTL of 60 s is still visible the moment it ran out"
+    );
+    ensure_eq!(
+        jobs.purge_expired().await?,
+        1,
+        "jobs purged the moment one TTL ran out"
+    );
+    ensure!(
+        jobs.get(&later.id).await?.is_some(),
+        "a job created 1 s later is gone with the first"
+    );
+    ctx.advance(Duration::from_millis(1));
+    ensure!(
+        jobs.get(&short.id).await?.is_none(),
+        "a job with a TTL of 60 s is visible 1 ms after it ran out"
+    );
+    ctx.advance(Duration::from_millis(999));
+    ensure!(
+        jobs.get(&later.id).await?.is_none(),
+        "a job is visible after its own TTL ran out"
+    );
+    Ok(())
+}
+
+/// Walking a listing page by page with a small page size returns every job once, in id
+/// order (which for generated ids is the order they were created in), with and without a
+/// status filter.
+async fn job_listing_pages_cover_every_job_once(ctx: Ctx) -> Result<(), Failure> {
+    let jobs = ctx.job_instance().await?;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let job = jobs.create(NewJob::new("extract", json!({"i": i}))).await?;
+        if i % 3 == 0 {
+            jobs.claim(&job.id, "w1", LEASE).await?;
+        }
+        created.push(job.id);
+        ctx.advance(Duration::from_millis(1));
+    }
+    let running: Vec<JobId> = created.iter().step_by(3).cloned().collect();
+    for (status, want) in [(None, created.clone()), (Some(JobStatus::Running), running)] {
+        let mut seen = Vec::new();
+        let mut filter = JobFilter {
+            status,
+            page_size: Some(3),
+            ..JobFilter::default()
+        };
+        for page_no in 0..20 {
+            let page = jobs.list_page(filter.clone()).await?;
+            seen.extend(page.jobs.into_iter().map(|j| j.id));
+            match page.next_cursor {
+                Some(c) => filter.cursor = Some(c),
+                None => break,
+            }
+            ensure!(page_no < 19, "a job listing did not end after 20 pages");
+        }
+        let what = status
+            .map(|s| format!("{s} jobs"))
+            .unwrap_or("all jobs".into());
+        ensure_eq!(seen, want, "{what} listed in pages of 3, oldest first");
+    }
+    Ok(())
+}
+
+/// Ids that are easy to mishandle (case, dots, dashes, the longest one) work through every
+/// job operation, and never alias one another.
+async fn awkward_job_ids_work_through_every_operation(ctx: Ctx) -> Result<(), Failure> {
+    let jobs = ctx.job_instance().await?;
+    let long = "x".repeat(128);
+    let raw = [
+        "a", "A", "0", "a.b", "a-b", "a_b", "...a", "-", "_", "a..b", "Job", "job", &long,
+    ];
+    let ids: Vec<JobId> = raw.iter().map(|s| id(s)).collect::<Result<_, _>>()?;
+    for (i, job) in ids.iter().enumerate() {
+        let created = jobs
+            .create(NewJob::new("extract", json!({"i": i})).id(job.clone()))
+            .await?;
+        ensure_eq!(created.input, json!({"i": i}), "input of job {job}");
+    }
+    for (i, job) in ids.iter().enumerate() {
+        let read = must_get(&jobs, job, &jobs).await?;
+        if read.input != json!({"i": i}) {
+            return Err(Failure::new(format!(
+                "job {job} reads the input of another job ({}): the ids alias",
+                read.input.show()
+            ))
+            .because(causes::KEYS_MANGLED));
+        }
+        jobs.claim(job, "w1", LEASE).await?;
+        jobs.progress(job, "w1", 50).await?;
+        if i % 2 == 0 {
+            jobs.succeed(job, "w1", json!({"i": i})).await?;
+        } else {
+            jobs.cancel(job).await?;
+        }
+    }
+    let mut listed: Vec<JobId> = jobs
+        .list(JobFilter::default())
+        .await?
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    listed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    ensure_eq!(listed, want, "jobs listed after creating every awkward id");
+    for job in &ids {
+        ensure!(jobs.delete(job).await?, "job {job} was not there to delete");
+    }
+    let left = jobs.list(JobFilter::default()).await?.jobs;
+    ensure!(
+        left.is_empty(),
+        "jobs left after deleting them all: {}",
+        left.show()
+    );
+    Ok(())
+}
+
+/// How many changes each instance makes in [`updates`].
+const CHANGES: u64 = 4;
+
+/// Every instance adds one to a counter in the job's input through `update`, [`CHANGES`]
+/// times, all at once: no change may be lost. A change that fails aborts the update and
+/// leaves the job as it was; a change that moves the job to another id is refused.
+async fn updates(ctx: Ctx, cross: bool) -> Result<(), Failure> {
+    let n = ctx.options().instances;
+    let creator = ctx.job_instance().await?;
+    let handles = if cross {
+        ctx.job_instances(n).await?
+    } else {
+        vec![creator.clone(); n]
+    };
+    let mut settled = Vec::new();
+    // One race on threads and one interleaved (see the crate's `race` module).
+    for round in 0..2usize {
+        let job = id(&format!("count{round}"))?;
+        creator
+            .create(NewJob::new("extract", json!({"count": 0})).id(job.clone()))
+            .await?;
+        let racers: Vec<_> = handles
+            .iter()
+            .map(|h| {
+                let h = h.clone();
+                let job = job.clone();
+                async move {
+                    for _ in 0..CHANGES {
+                        h.update(&job, "count + 1", &|j: &mut Job, _| {
+                            let count = j.input["count"].as_u64().unwrap_or(0);
+                            j.input = json!({ "count": count + 1 });
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                    Ok::<_, Failure>(())
+                }
+            })
+            .collect();
+        for r in crate::race::race(ctx.probe(), round, racers).await? {
+            r?;
+        }
+        let read = must_get(&creator, &job, &creator).await?;
+        let want = json!({ "count": n as u64 * CHANGES });
+        if read.input != want {
+            return Err(Failure::new(format!(
+                "{n} instances each added 1 to a job's counter {CHANGES} times through update; \
+                 the job reads {}, not {}: changes were lost",
+                read.input.show(),
+                want.show()
+            ))
+            .because(causes::JOB_UPDATES_LOST));
+        }
+        settled.push((job, Some(read)));
+    }
+    let job = &settled[0].0;
+    let before = must_get(&creator, job, &creator).await?;
+    let refused = handles[0]
+        .update(job, "a change that fails", &|j: &mut Job, _| {
+            j.input = json!({ "count": -1 });
+            Err(blobjobs_store_api::Error::new(
+                ErrorKind::IllegalTransition,
+                "refused by the change",
+            ))
+        })
+        .await;
+    expect_kind(
+        refused,
+        ErrorKind::IllegalTransition,
+        "an update whose change fails",
+    )?;
+    ensure_eq!(
+        must_get(&creator, job, &creator).await?,
+        before,
+        "the job after an update whose change failed"
+    );
+    let moved = handles[0]
+        .update(job, "a change of the id", &|j: &mut Job, _| {
+            j.id = JobId::new("elsewhere")?;
+            Ok(())
+        })
+        .await;
+    expect_kind(
+        moved,
+        ErrorKind::InvalidInput,
+        "an update that changes the id",
+    )?;
+    ensure!(
+        creator.get(&id("elsewhere")?).await?.is_none(),
+        "an update that changed the id created a job under the new id"
+    );
+    let mut group = crate::settle::Group::new(
+        ctx.prefix().to_owned(),
+        if cross {
+            crate::settle::Reader::Fresh
+        } else {
+            crate::settle::Reader::Jobs(creator.jobs.clone())
+        },
+        ctx.now(),
+    );
+    group.jobs = settled;
+    group.jobs_complete = true;
+    ctx.ledger().push(group);
+    Ok(())
+}
+
+async fn job_updates_apply_one_change_at_a_time(ctx: Ctx) -> Result<(), Failure> {
+    updates(ctx, false).await
+}
+
+async fn job_updates_apply_one_change_at_a_time_across_instances(ctx: Ctx) -> Result<(), Failure> {
+    updates(ctx, true).await
 }

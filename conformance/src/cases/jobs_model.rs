@@ -3,7 +3,7 @@
 
 use crate::case::{Case, case};
 use crate::ctx::{Ctx, Failure};
-use crate::model::blob::Env;
+use crate::model::Env;
 use crate::model::jobs::{execute, strategy};
 use crate::model::run_machine;
 

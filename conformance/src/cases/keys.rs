@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use blobjobs_store_api::{ErrorKind, ListOptions, SetOptions, SetOutcome, once_stream};
+use blobjobs_store_api::{ErrorKind, ListOptions, Metadata, SetOptions, SetOutcome, once_stream};
 use bytes::Bytes;
 
-use crate::case::{Case, case, ensure, ensure_eq};
+use crate::case::{Case, case, ensure, ensure_eq, expect_kind};
+use crate::causes;
 use crate::ctx::{Ctx, Failure};
+use crate::show::Show as _;
 
 pub(crate) fn cases() -> Vec<Case> {
     vec![
@@ -129,11 +131,13 @@ async fn awkward_keys_round_trip_and_never_alias(ctx: Ctx) -> Result<(), Failure
             return Err(Failure::new(format!("key {key:?} not found after set")));
         };
         let expected = format!("value of {key}");
-        ensure!(
-            blob.value.as_ref() == expected.as_bytes(),
-            "key {key:?} reads {:?}: it aliases another key",
-            String::from_utf8_lossy(&blob.value)
-        );
+        if blob.value.as_ref() != expected.as_bytes() {
+            return Err(Failure::new(format!(
+                "key {key:?} reads {:?}: it aliases another key",
+                String::from_utf8_lossy(&blob.value)
+            ))
+            .because(causes::KEYS_MANGLED));
+        }
         want.insert(key.clone(), expected);
     }
     let (entries, _) = s.list_all(ListOptions::new()).await?;
@@ -205,42 +209,42 @@ async fn invalid_keys_are_rejected_as_invalid_input(ctx: Ctx) -> Result<(), Fail
             .raw
             .set(key, Bytes::from_static(b"x"), SetOptions::new())
             .await;
-        ensure_eq!(
-            set.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of set with key {shown}"
-        );
+        expect_kind(
+            set,
+            ErrorKind::InvalidInput,
+            &format!("set with key {shown}"),
+        )?;
         let get = s.raw.get(key).await;
-        ensure_eq!(
-            get.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of get with key {shown}"
-        );
+        expect_kind(
+            get,
+            ErrorKind::InvalidInput,
+            &format!("get with key {shown}"),
+        )?;
         let head = s.raw.get_metadata(key).await;
-        ensure_eq!(
-            head.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of get-metadata with key {shown}"
-        );
+        expect_kind(
+            head,
+            ErrorKind::InvalidInput,
+            &format!("get-metadata with key {shown}"),
+        )?;
         let delete = s.raw.delete(key).await;
-        ensure_eq!(
-            delete.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of delete with key {shown}"
-        );
+        expect_kind(
+            delete,
+            ErrorKind::InvalidInput,
+            &format!("delete with key {shown}"),
+        )?;
         let streamed = s.raw.get_stream(key).await;
-        ensure_eq!(
-            streamed.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of get-stream with key {shown}"
-        );
+        expect_kind(
+            streamed.map(|o| o.map(|(info, _)| info)),
+            ErrorKind::InvalidInput,
+            &format!("get-stream with key {shown}"),
+        )?;
         let body = once_stream(Bytes::from_static(b"x"));
         let set = s.raw.set_stream(key, body, None, SetOptions::new()).await;
-        ensure_eq!(
-            set.err().map(|e| e.kind()),
-            Some(ErrorKind::InvalidInput),
-            "kind of the error of set-stream with key {shown}"
-        );
+        expect_kind(
+            set,
+            ErrorKind::InvalidInput,
+            &format!("set-stream with key {shown}"),
+        )?;
     }
     Ok(())
 }
@@ -250,11 +254,22 @@ async fn invalid_keys_are_rejected_as_invalid_input(ctx: Ctx) -> Result<(), Fail
 /// deletes that leave nothing behind.
 async fn awkward_keys_work_through_every_operation(ctx: Ctx) -> Result<(), Failure> {
     let s = ctx.instance().await?;
+    let (ctx, w, s) = (&ctx, &s, &s);
     let mut keys = awkward_keys(ctx.max_key_bytes());
     keys.sort();
     for (i, key) in keys.iter().enumerate() {
-        let first = s
-            .set_with(key, format!("v{i}"), SetOptions::new().if_new())
+        // The key travels in the metadata too, where it is a JSON string.
+        let meta = if ctx.caps().metadata {
+            Metadata::from_pairs([("key", key.as_str())])
+        } else {
+            Metadata::new()
+        };
+        let first = w
+            .set_with(
+                key,
+                format!("v{i}"),
+                SetOptions::new().if_new().metadata(meta.clone()),
+            )
             .await?;
         let SetOutcome::Written { etag } = first else {
             return Err(Failure::new(format!(
@@ -266,9 +281,17 @@ async fn awkward_keys_work_through_every_operation(ctx: Ctx) -> Result<(), Failu
             .await?
             .ok_or_else(|| Failure::new(format!("get-metadata of {key:?} found nothing")))?;
         ensure_eq!(info.etag, etag, "etag of {key:?} from get-metadata");
+        if info.metadata != meta {
+            return Err(Failure::new(format!(
+                "get-metadata of {key:?} reads {}, not {}",
+                info.metadata.show(),
+                meta.show()
+            ))
+            .because(causes::METADATA_ALTERED));
+        }
         let value = format!("streamed {i}");
         let chunks = vec![Bytes::from(value.clone())];
-        let streamed = s
+        let streamed = w
             .set_stream(key, chunks, None, SetOptions::new().if_match(etag))
             .await?;
         let SetOutcome::Written { etag } = streamed else {
@@ -318,7 +341,7 @@ async fn awkward_keys_work_through_every_operation(ctx: Ctx) -> Result<(), Failu
         "the listing of every awkward key, page by page"
     );
     for key in &keys {
-        s.delete(key).await?;
+        w.delete(key).await?;
         ensure!(
             s.get_metadata(key).await?.is_none(),
             "{key:?} still has metadata after its delete"

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use blobjobs_store_api::ListOptions;
 
-use crate::case::{Case, case, ensure, ensure_eq};
+use crate::case::{Case, case, ensure, ensure_eq, expect_kind};
 use crate::ctx::{Ctx, Failure, Instance};
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -257,17 +257,17 @@ async fn malformed_cursors_and_page_sizes_are_invalid_input(ctx: Ctx) -> Result<
     let s = ctx.instance().await?;
     s.put("k", "x").await?;
     let bad_cursor = s.list(ListOptions::new().cursor(Some("***".into()))).await;
-    ensure_eq!(
-        bad_cursor.err().map(|e| e.kind()),
-        Some(blobjobs_store_api::ErrorKind::InvalidInput),
-        "kind of the error of a listing with the cursor \"***\""
-    );
+    expect_kind(
+        bad_cursor,
+        blobjobs_store_api::ErrorKind::InvalidInput,
+        "a listing with the cursor \"***\"",
+    )?;
     let zero = s.list(ListOptions::new().page_size(0)).await;
-    ensure_eq!(
-        zero.err().map(|e| e.kind()),
-        Some(blobjobs_store_api::ErrorKind::InvalidInput),
-        "kind of the error of a listing with page size 0"
-    );
+    expect_kind(
+        zero,
+        blobjobs_store_api::ErrorKind::InvalidInput,
+        "a listing with page size 0",
+    )?;
     Ok(())
 }
 
@@ -363,10 +363,14 @@ async fn walk_under_writes(ctx: Ctx, cross: bool) -> Result<(), Failure> {
         for (key, value) in last_writes {
             let blob = walker.get(&key).await?;
             let read = blob.map(|b| String::from_utf8_lossy(&b.value).into_owned());
-            ensure!(
-                read.as_deref() == Some(value.as_str()),
-                "a writer instance last wrote {value:?} to {key:?}; the walking instance reads {read:?}"
-            );
+            if read.as_deref() != Some(value.as_str()) {
+                return Err(Failure::new(format!(
+                    "a writer instance last wrote {value:?} to {key:?}; the walking instance reads {}",
+                    read.map(|r| format!("{r:?}"))
+                        .unwrap_or_else(|| "not found".to_owned())
+                ))
+                .because(crate::causes::NOT_VISIBLE_ACROSS_INSTANCES));
+            }
         }
     }
     Ok(())

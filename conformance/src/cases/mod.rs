@@ -11,7 +11,9 @@ pub(crate) mod jobs;
 pub(crate) mod jobs_concurrency;
 pub(crate) mod jobs_model;
 pub(crate) mod keys;
+pub(crate) mod limits;
 pub(crate) mod listing;
+pub(crate) mod shapes;
 pub(crate) mod streams;
 
 use crate::case::Case;
@@ -22,7 +24,9 @@ pub(crate) fn blob() -> Vec<Case> {
     all.extend(conditions::cases());
     all.extend(listing::cases());
     all.extend(keys::cases());
+    all.extend(limits::cases());
     all.extend(streams::cases());
+    all.extend(shapes::cases());
     all.extend(cross_instance::cases());
     all.extend(concurrency::cases());
     all.extend(blob_model::cases());

@@ -5,7 +5,7 @@
 use blobjobs_store_api::{ErrorKind, Metadata, SetOptions, SetOutcome};
 use bytes::Bytes;
 
-use crate::case::{Case, case, ensure, ensure_eq};
+use crate::case::{Case, case, ensure, ensure_eq, expect_kind};
 use crate::ctx::{Ctx, Failure, Instance};
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -17,6 +17,11 @@ pub(crate) fn cases() -> Vec<Case> {
             SingleInstance
         ),
         case!("streams", streamed_writes_honour_conditions, SingleInstance),
+        case!(
+            "streams",
+            streamed_size_bounds_are_exact_on_both_sides,
+            SingleInstance
+        ),
     ]
 }
 
@@ -130,21 +135,21 @@ async fn streamed_writes_over_max_size_write_nothing(ctx: Ctx) -> Result<(), Fai
         let refused = s
             .set_stream(&fresh, body.clone(), Some(len - 1), SetOptions::new())
             .await;
-        ensure_eq!(
-            refused.err().map(|e| e.kind()),
-            Some(ErrorKind::TooLarge),
-            "{fresh:?}: kind of the error of a stream one byte over its bound"
-        );
+        expect_kind(
+            refused,
+            ErrorKind::TooLarge,
+            &format!("{fresh:?}: a stream one byte over its bound"),
+        )?;
         ensure!(
             s.get(&fresh).await?.is_none(),
             "{fresh:?}: a refused streamed write created the key"
         );
         let refused = s.set_stream(key, body, Some(100), SetOptions::new()).await;
-        ensure_eq!(
-            refused.err().map(|e| e.kind()),
-            Some(ErrorKind::TooLarge),
-            "{key:?}: kind of the error of a stream over a bound of 100 bytes"
-        );
+        expect_kind(
+            refused,
+            ErrorKind::TooLarge,
+            &format!("{key:?}: a stream over a bound of 100 bytes"),
+        )?;
         let info = s
             .get_metadata(key)
             .await?
@@ -213,5 +218,55 @@ async fn streamed_writes_honour_conditions(ctx: Ctx) -> Result<(), Failure> {
             blob.value.len()
         );
     }
+    Ok(())
+}
+
+/// A `max_size` bound is probed on both sides of a body's length: two bytes and one byte
+/// under it refuse the body as too large and write nothing; exactly the length and one byte
+/// more accept it. A bound of zero takes an empty body and refuses a one-byte one.
+async fn streamed_size_bounds_are_exact_on_both_sides(ctx: Ctx) -> Result<(), Failure> {
+    let s = ctx.instance().await?;
+    for (name, body) in bodies(&ctx) {
+        let len = whole(&body).len() as u64;
+        for bound in [len - 2, len - 1] {
+            let key = format!("{name}-{bound}");
+            let refused = s
+                .set_stream(&key, body.clone(), Some(bound), SetOptions::new())
+                .await;
+            expect_kind(
+                refused,
+                ErrorKind::TooLarge,
+                &format!("a {len}-byte stream with a bound of {bound}"),
+            )?;
+            ensure!(
+                s.get_metadata(&key).await?.is_none(),
+                "a {len}-byte stream refused by a bound of {bound} wrote {key:?}"
+            );
+        }
+        for bound in [len, len + 1] {
+            let key = format!("{name}-{bound}");
+            stream_in(&s, &key, body.clone(), Some(bound), SetOptions::new()).await?;
+            let info = s.get_metadata(&key).await?.ok_or_else(|| {
+                Failure::new(format!(
+                    "a {len}-byte stream within a bound of {bound} is not found"
+                ))
+            })?;
+            ensure_eq!(info.size, len, "size written under a bound of {bound}");
+        }
+    }
+    stream_in(&s, "zero", Vec::new(), Some(0), SetOptions::new()).await?;
+    let refused = s
+        .set_stream(
+            "zero-over",
+            vec![Bytes::from_static(b"x")],
+            Some(0),
+            SetOptions::new(),
+        )
+        .await;
+    expect_kind(
+        refused,
+        ErrorKind::TooLarge,
+        "a one-byte stream with a bound of zero",
+    )?;
     Ok(())
 }

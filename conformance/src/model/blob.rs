@@ -1,20 +1,24 @@
 //! The reference model of one blob store shared by every instance, and its state machine.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use blobjobs_store_api::{BlobStore, Etag, ListOptions, Metadata, SetOptions, SetOutcome};
+use blobjobs_store_api::{
+    BlobStore, ByteStream, Etag, ListEntry, ListOptions, Metadata, SetOutcome,
+};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest_state_machine::ReferenceStateMachine;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Mismatch, SequentialStrategy, weighted};
+use super::{Env, Mismatch, SequentialStrategy, weighted};
+use crate::causes;
 use crate::ctx::{limited, show_etag};
 use crate::options::Capabilities;
+use crate::settle::{Group, Reader};
+pub use crate::shapes::{MetaShape, ValueShape};
 
 /// The keys sequences use: nested names so that directories mode and prefixes matter.
 pub const MODEL_KEYS: [&str; 6] = ["a", "a/b", "a/c/d", "b", "b c", "ü/x"];
@@ -39,19 +43,28 @@ pub enum ModelCondition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum BlobAction {
-    /// Write value `v<label>` (with metadata `{"label": label}` if `metadata`).
+    /// Write the value of `label` in `shape`, with metadata in `meta`.
     Set {
         /// The key.
         key: String,
-        /// Names the value; unique within a sequence.
+        /// Names the write; unique within a sequence.
         label: u32,
-        /// Whether to store metadata.
-        metadata: bool,
+        /// The value's shape.
+        shape: ValueShape,
+        /// The metadata's shape.
+        meta: MetaShape,
+        /// Whether the write goes through `set_stream` (in three chunks) instead of `set`.
+        streamed: bool,
         /// The condition.
         condition: ModelCondition,
     },
     /// Read a key.
     Get {
+        /// The key.
+        key: String,
+    },
+    /// Read a key as a stream.
+    GetStream {
         /// The key.
         key: String,
     },
@@ -88,8 +101,21 @@ pub struct BlobStep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     label: u32,
-    metadata: bool,
+    shape: ValueShape,
+    meta: MetaShape,
     version: u32,
+    /// The instance that wrote it.
+    writer: usize,
+}
+
+impl Entry {
+    fn value(&self) -> Vec<u8> {
+        self.shape.bytes(self.label)
+    }
+
+    fn metadata(&self) -> Metadata {
+        self.meta.metadata(self.label)
+    }
 }
 
 /// The model: one store that every instance shares, as a correct backend behaves.
@@ -102,6 +128,8 @@ pub struct BlobModel {
     versions: u32,
     /// Labels handed out so far.
     labels: u32,
+    /// Keys deleted since their last write, with the instance that deleted them.
+    deleted: BTreeMap<String, usize>,
 }
 
 /// What the model says an operation returns.
@@ -112,30 +140,24 @@ enum Expect {
     Found(Entry),
     Missing,
     Deleted,
-    Listed(Vec<(String, u32)>, Vec<String>),
+    Listed(Vec<(String, u32, u64)>, Vec<String>),
 }
 
-/// The bytes of the value with `label`.
+/// The bytes of the text value with `label` (the [`ValueShape::Text`] shape).
 pub fn value_of(label: u32) -> Vec<u8> {
-    format!("v{label}").into_bytes()
-}
-
-fn metadata_of(label: u32, on: bool) -> Metadata {
-    if on {
-        Metadata::from_pairs([("label", label)])
-    } else {
-        Metadata::new()
-    }
+    ValueShape::Text.bytes(label)
 }
 
 impl BlobModel {
-    fn step(&mut self, action: &BlobAction) -> Expect {
+    fn step(&mut self, instance: usize, action: &BlobAction) -> Expect {
         match action {
             BlobAction::Set {
                 key,
                 label,
-                metadata,
+                shape,
+                meta,
                 condition,
+                ..
             } => {
                 let current = self.entries.get(key);
                 let allowed = match condition {
@@ -149,24 +171,29 @@ impl BlobModel {
                 }
                 let version = self.versions;
                 self.versions += 1;
+                self.deleted.remove(key);
                 self.entries.insert(
                     key.clone(),
                     Entry {
                         label: *label,
-                        metadata: *metadata,
+                        shape: *shape,
+                        meta: *meta,
                         version,
+                        writer: instance,
                     },
                 );
                 Expect::Written(version)
             }
-            BlobAction::Get { key } | BlobAction::GetMetadata { key } => {
-                match self.entries.get(key) {
-                    Some(e) => Expect::Found(e.clone()),
-                    None => Expect::Missing,
-                }
-            }
+            BlobAction::Get { key }
+            | BlobAction::GetStream { key }
+            | BlobAction::GetMetadata { key } => match self.entries.get(key) {
+                Some(e) => Expect::Found(e.clone()),
+                None => Expect::Missing,
+            },
             BlobAction::Delete { key } => {
-                self.entries.remove(key);
+                if self.entries.remove(key).is_some() {
+                    self.deleted.insert(key.clone(), instance);
+                }
                 Expect::Deleted
             }
             BlobAction::List {
@@ -185,7 +212,7 @@ impl BlobModel {
                         Some(i) if *directories => {
                             dirs.insert(key[..prefix.len() + i].to_owned());
                         }
-                        _ => blobs.push((key.clone(), e.version)),
+                        _ => blobs.push((key.clone(), e.version, e.value().len() as u64)),
                     }
                 }
                 Expect::Listed(blobs, dirs.into_iter().collect())
@@ -198,7 +225,7 @@ impl BlobModel {
         if let BlobAction::Set { label, .. } = &step.action {
             self.labels = self.labels.max(label + 1);
         }
-        self.step(&step.action);
+        self.step(step.instance, &step.action);
         self
     }
 
@@ -219,15 +246,39 @@ impl BlobModel {
         let instance = 0..self.instances.max(1);
         let key = select(MODEL_KEYS.to_vec()).prop_map(str::to_owned);
         let label = self.labels;
-        let metadata = caps.metadata;
         let versions = self.versions;
         let current: HashMap<String, u32> = self
             .entries
             .iter()
             .map(|(k, e)| (k.clone(), e.version))
             .collect();
-        let set = (key.clone(), any::<bool>())
-            .prop_flat_map(move |(key, with_meta)| {
+        // Short text most of the time, the other small shapes now and then. Multi-page
+        // values are left to the fixed shape cases, which combine them with every metadata
+        // shape and path: a sequence of them would move megabytes to check the same thing.
+        let shape = weighted(vec![
+            (8, Just(ValueShape::Text).boxed()),
+            (2, Just(ValueShape::Empty).boxed()),
+            (2, Just(ValueShape::OneByte).boxed()),
+            (2, Just(ValueShape::EveryByte).boxed()),
+        ]);
+        let meta = if caps.metadata {
+            weighted(vec![
+                (6, Just(MetaShape::Absent).boxed()),
+                (1, Just(MetaShape::EmptyObject).boxed()),
+                (3, Just(MetaShape::Nested).boxed()),
+                (2, Just(MetaShape::Unicode).boxed()),
+                (1, Just(MetaShape::NearLimit).boxed()),
+            ])
+        } else {
+            Just(MetaShape::Absent).boxed()
+        };
+        let set = (
+            key.clone(),
+            shape,
+            meta,
+            prop_oneof![3 => Just(false), 1 => Just(true)],
+        )
+            .prop_flat_map(move |(key, shape, meta, streamed)| {
                 let mut conds: Vec<(u32, BoxedStrategy<ModelCondition>)> = vec![
                     (4, Just(ModelCondition::Always).boxed()),
                     (2, Just(ModelCondition::IfNew).boxed()),
@@ -242,7 +293,9 @@ impl BlobModel {
                 weighted(conds).prop_map(move |condition| BlobAction::Set {
                     key: key.clone(),
                     label,
-                    metadata: with_meta && metadata,
+                    shape,
+                    meta,
+                    streamed,
                     condition,
                 })
             })
@@ -267,8 +320,14 @@ impl BlobModel {
         let action = weighted(vec![
             (6, set),
             (
-                5,
+                4,
                 key.clone().prop_map(|key| BlobAction::Get { key }).boxed(),
+            ),
+            (
+                1,
+                key.clone()
+                    .prop_map(|key| BlobAction::GetStream { key })
+                    .boxed(),
             ),
             (
                 2,
@@ -282,6 +341,21 @@ impl BlobModel {
         (instance, action)
             .prop_map(|(instance, action)| BlobStep { instance, action })
             .boxed()
+    }
+
+    /// The state every model key must be in once the sequence has ended: its value and the
+    /// ETag of the write that left it, or `None`.
+    fn final_state(&self, run: &Run) -> Vec<(String, Option<(Bytes, Etag)>)> {
+        MODEL_KEYS
+            .iter()
+            .map(|key| {
+                let state = self
+                    .entries
+                    .get(*key)
+                    .map(|e| (Bytes::from(e.value()), run.etag(e.version)));
+                ((*key).to_owned(), state)
+            })
+            .collect()
     }
 }
 
@@ -344,7 +418,9 @@ fn describe(step: &BlobStep) -> String {
         BlobAction::Set {
             key,
             label,
-            metadata,
+            shape,
+            meta,
+            streamed,
             condition,
         } => {
             let cond = match condition {
@@ -353,10 +429,19 @@ fn describe(step: &BlobStep) -> String {
                 ModelCondition::IfMatch(v) => format!(" if-match <etag of version {v}>"),
                 ModelCondition::IfMatchUnknown => " if-match <never issued>".to_owned(),
             };
-            let meta = if *metadata { " with metadata" } else { "" };
-            format!("set {key:?}{cond} = \"v{label}\"{meta}")
+            let how = if *streamed { "set-stream" } else { "set" };
+            let value = match shape {
+                ValueShape::Text => format!("\"v{label}\""),
+                other => format!("<{} value {label}>", other.name()),
+            };
+            let meta = match meta {
+                MetaShape::Absent => String::new(),
+                other => format!(" with {}", other.name()),
+            };
+            format!("{how} {key:?}{cond} = {value}{meta}")
         }
         BlobAction::Get { key } => format!("get {key:?}"),
+        BlobAction::GetStream { key } => format!("get-stream {key:?}"),
         BlobAction::GetMetadata { key } => format!("get-metadata {key:?}"),
         BlobAction::Delete { key } => format!("delete {key:?}"),
         BlobAction::List {
@@ -374,15 +459,27 @@ fn describe(step: &BlobStep) -> String {
     format!("instance {}: {what}", step.instance)
 }
 
+fn show_entry(e: &Entry) -> String {
+    match e.shape {
+        ValueShape::Text => format!("\"v{}\" (version {})", e.label, e.version),
+        other => format!(
+            "<{} value {}> (version {})",
+            other.name(),
+            e.label,
+            e.version
+        ),
+    }
+}
+
 fn show_expect(e: &Expect) -> String {
     match e {
         Expect::Written(v) => format!("written (version {v})"),
         Expect::ConditionFailed => "condition failed".to_owned(),
-        Expect::Found(e) => format!("\"v{}\" (version {})", e.label, e.version),
+        Expect::Found(e) => show_entry(e),
         Expect::Missing => "not found".to_owned(),
         Expect::Deleted => "ok".to_owned(),
         Expect::Listed(blobs, dirs) => show_listing(
-            &blobs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            &blobs.iter().map(|(k, _, _)| k.clone()).collect::<Vec<_>>(),
             dirs,
         ),
     }
@@ -394,24 +491,19 @@ fn show_listing(blobs: &[String], dirs: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Where a sequence runs: fresh instances of the factory under a fresh prefix.
-pub(crate) struct Env {
-    pub(crate) factory: crate::factory::SharedFactory,
-    pub(crate) prefix: String,
-    pub(crate) caps: Capabilities,
-    pub(crate) op_timeout: Duration,
-}
-
-impl Env {
-    /// The environment of one run of a sequence of `ctx`'s case, under a prefix of its own.
-    pub(crate) fn fresh(ctx: &crate::ctx::Ctx) -> Arc<Env> {
-        Arc::new(Env {
-            factory: ctx.factory().clone(),
-            prefix: ctx.fresh_prefix(),
-            caps: ctx.caps().clone(),
-            op_timeout: ctx.options().op_timeout,
-        })
-    }
+/// A short rendering of a value read back.
+fn show_read(value: &[u8], etag: &Etag) -> String {
+    let shown = if value.is_empty() {
+        "<empty value>".to_owned()
+    } else {
+        crate::ctx::show_value(value)
+    };
+    let etag = if etag.as_str().trim().is_empty() {
+        "no ETag".to_owned()
+    } else {
+        show_etag(etag)
+    };
+    format!("{shown} {etag}")
 }
 
 struct Run {
@@ -423,10 +515,7 @@ struct Run {
 impl Run {
     fn fail(&mut self, line: String, message: String) -> Mismatch {
         self.lines.push(line);
-        Mismatch {
-            message,
-            timeline: std::mem::take(&mut self.lines),
-        }
+        Mismatch::new(message, std::mem::take(&mut self.lines))
     }
 
     fn etag(&self, version: u32) -> Etag {
@@ -437,7 +526,62 @@ impl Run {
     }
 }
 
-/// Replays `steps` against fresh instances and compares every result with the model.
+/// Why a read of `key` by `instance` disagrees with the model, as a sentence and a cause:
+/// a key another instance wrote that reads as missing is the seed's bug.
+fn read_mismatch(
+    model: &BlobModel,
+    instance: usize,
+    key: &str,
+    how: &str,
+    found: bool,
+    expect: &Expect,
+) -> (String, Option<&'static str>) {
+    match expect {
+        Expect::Found(e) if !found && e.writer != instance => (
+            format!(
+                "instance {instance} {how} {key:?} written by instance {}: not found",
+                e.writer
+            ),
+            Some(causes::NOT_VISIBLE_ACROSS_INSTANCES),
+        ),
+        Expect::Missing if found => match model.deleted.get(key) {
+            Some(by) if *by != instance => (
+                format!(
+                    "instance {instance} {how} {key:?} after instance {by} deleted it: still found"
+                ),
+                Some(causes::NOT_VISIBLE_ACROSS_INSTANCES),
+            ),
+            _ => (
+                format!("instance {instance} disagrees with the model on {how} {key:?}"),
+                None,
+            ),
+        },
+        _ => (
+            format!("instance {instance} disagrees with the model on {how} {key:?}"),
+            None,
+        ),
+    }
+}
+
+/// Whether a read of `value`, `etag` and `metadata` is the one `entry` left.
+fn read_matches(
+    run: &Run,
+    entry: &Entry,
+    value: Option<&[u8]>,
+    size: u64,
+    etag: &Etag,
+    metadata: &Metadata,
+    caps: &Capabilities,
+) -> bool {
+    let want = entry.value();
+    value.is_none_or(|v| v == want.as_slice())
+        && size == want.len() as u64
+        && *etag == run.etag(entry.version)
+        && (!caps.metadata || *metadata == entry.metadata())
+}
+
+/// Replays `steps` against fresh instances and compares every result with the model; a
+/// sequence that passes leaves its final state to be re-read once the case has settled.
 pub(crate) async fn execute(
     env: Arc<Env>,
     mut model: BlobModel,
@@ -449,55 +593,69 @@ pub(crate) async fn execute(
         etags: HashMap::new(),
         per_key: HashMap::new(),
     };
+    let caps = env.ctx.caps().clone();
     let mut instances: Vec<Arc<dyn BlobStore>> = Vec::new();
     for i in 0..model.instances {
-        match limited(env.op_timeout, env.factory.instance()).await {
-            Ok(s) => instances.push(Arc::new(crate::ctx::Scoped::new(s, env.prefix.clone()))),
-            Err(e) => {
-                return Err(Mismatch {
-                    message: format!("the factory could not open instance {i}: {e}"),
-                    timeline: Vec::new(),
-                });
-            }
-        }
+        instances.push(env.blob_instance(i).await?);
     }
+    let lim = env.op_timeout();
     for step in steps {
         if let Some(seen) = &seen {
             seen.fetch_add(1, Ordering::SeqCst);
         }
-        let expect = model.step(&step.action);
+        let before = model.clone();
+        let expect = model.step(step.instance, &step.action);
         let Some(store) = instances.get(step.instance) else {
             continue;
         };
         let what = describe(&step);
-        let lim = env.op_timeout;
         match (&step.action, &expect) {
             (
                 BlobAction::Set {
                     key,
                     label,
-                    metadata,
+                    shape,
+                    meta,
+                    streamed,
                     condition,
                 },
                 _,
             ) => {
-                let cond = match condition {
-                    ModelCondition::Always => SetOptions::new(),
-                    ModelCondition::IfNew => SetOptions::new().if_new(),
-                    ModelCondition::IfMatch(v) => SetOptions::new().if_match(run.etag(*v)),
-                    ModelCondition::IfMatchUnknown => {
-                        SetOptions::new().if_match(Etag::new("\"conformance-never-issued\""))
+                let options = meta.options(*label).condition(match condition {
+                    ModelCondition::Always => blobjobs_store_api::Condition::Always,
+                    ModelCondition::IfNew => blobjobs_store_api::Condition::IfNew,
+                    ModelCondition::IfMatch(v) => {
+                        blobjobs_store_api::Condition::IfMatch(run.etag(*v))
                     }
+                    ModelCondition::IfMatchUnknown => blobjobs_store_api::Condition::IfMatch(
+                        Etag::new("\"conformance-never-issued\""),
+                    ),
+                });
+                let got = if *streamed {
+                    let body: ByteStream = Box::pin(futures_util::stream::iter(
+                        shape.chunks(*label).into_iter().map(Ok),
+                    ));
+                    limited(lim, store.set_stream(key, body, None, options)).await
+                } else {
+                    limited(
+                        lim,
+                        store.set(key, Bytes::from(shape.bytes(*label)), options),
+                    )
+                    .await
                 };
-                let options = cond.metadata(metadata_of(*label, *metadata));
-                let got =
-                    limited(lim, store.set(key, Bytes::from(value_of(*label)), options)).await;
                 match (got, &expect) {
                     (Ok(SetOutcome::Written { etag }), Expect::Written(v)) => {
                         let known = run.per_key.entry(key.clone()).or_default();
                         if !known.insert(etag.clone()) {
                             let line = format!("{what} → written {} (reused)", show_etag(&etag));
-                            return Err(run.fail(line, format!("a write to {key:?} returned an etag that an earlier write with different content had")));
+                            return Err(run
+                                .fail(
+                                    line,
+                                    format!(
+                                        "a write to {key:?} returned an ETag that an earlier write with different content had"
+                                    ),
+                                )
+                                .because(causes::ETAGS_REUSED));
                         }
                         run.etags.insert(*v, etag.clone());
                         run.lines
@@ -515,72 +673,95 @@ pub(crate) async fn execute(
                             Err(e) => format!("error {}", e.kind()),
                         };
                         let line = format!("{what} → {shown} (model: {})", show_expect(&expect));
-                        return Err(run.fail(
+                        // A condition judged against a state another instance changed is the
+                        // seed's bug again: that change was not seen.
+                        let other_writer = before
+                            .entries
+                            .get(key)
+                            .is_some_and(|e| e.writer != step.instance)
+                            || before.deleted.get(key).is_some_and(|i| *i != step.instance);
+                        let cause = match condition {
+                            ModelCondition::Always => None,
+                            _ if other_writer => Some(causes::NOT_VISIBLE_ACROSS_INSTANCES),
+                            _ => Some(causes::CONDITIONS_IGNORED),
+                        };
+                        let mut m = run.fail(
                             line,
                             format!(
-                                "instance {} disagrees with the model on a set of {key:?}",
-                                step.instance
+                                "instance {} disagrees with the model on a {} of {key:?}",
+                                step.instance,
+                                if *streamed { "set-stream" } else { "set" }
                             ),
-                        ));
+                        );
+                        m.cause = cause;
+                        return Err(m);
                     }
                 }
             }
-            (BlobAction::Get { key }, _) => {
-                let got = limited(lim, store.get(key)).await;
-                let (shown, ok) = match (&got, &expect) {
-                    (Ok(Some(b)), Expect::Found(e)) => {
-                        let ok = b.value.as_ref() == value_of(e.label).as_slice()
-                            && b.info.etag == run.etag(e.version)
-                            && (!env.caps.metadata
-                                || b.info.metadata == metadata_of(e.label, e.metadata));
-                        (
-                            format!(
-                                "{} {}",
-                                crate::ctx::show_value(&b.value),
-                                show_etag(&b.info.etag)
-                            ),
-                            ok,
-                        )
+            (BlobAction::Get { key }, _)
+            | (BlobAction::GetStream { key }, _)
+            | (BlobAction::GetMetadata { key }, _) => {
+                let (how, got) = match &step.action {
+                    BlobAction::Get { .. } => (
+                        "get",
+                        limited(lim, store.get(key))
+                            .await
+                            .map(|b| b.map(|b| (b.info, Some(b.value.to_vec())))),
+                    ),
+                    BlobAction::GetStream { .. } => {
+                        let read = async {
+                            let Some((info, mut stream)) = store.get_stream(key).await? else {
+                                return Ok(None);
+                            };
+                            let mut value = Vec::new();
+                            while let Some(chunk) = stream.next().await {
+                                value.extend_from_slice(&chunk?);
+                            }
+                            Ok(Some((info, Some(value))))
+                        };
+                        ("get-stream", limited(lim, read).await)
                     }
-                    (Ok(Some(b)), _) => (crate::ctx::show_value(&b.value), false),
+                    _ => (
+                        "get-metadata",
+                        limited(lim, store.get_metadata(key))
+                            .await
+                            .map(|i| i.map(|i| (i, None))),
+                    ),
+                };
+                let (shown, ok) = match (&got, &expect) {
+                    (Ok(Some((info, value))), Expect::Found(e)) => (
+                        match value {
+                            Some(v) => show_read(v, &info.etag),
+                            None => format!("{} bytes {}", info.size, show_etag(&info.etag)),
+                        },
+                        read_matches(
+                            &run,
+                            e,
+                            value.as_deref(),
+                            info.size,
+                            &info.etag,
+                            &info.metadata,
+                            &caps,
+                        ),
+                    ),
+                    (Ok(Some((info, value))), _) => (
+                        match value {
+                            Some(v) => show_read(v, &info.etag),
+                            None => format!("{} bytes", info.size),
+                        },
+                        false,
+                    ),
                     (Ok(None), e) => ("not found".to_owned(), *e == Expect::Missing),
                     (Err(e), _) => (format!("error {}", e.kind()), false),
                 };
                 if !ok {
                     let line = format!("{what} → {shown} (model: {})", show_expect(&expect));
-                    return Err(run.fail(
-                        line,
-                        format!(
-                            "instance {} disagrees with the model on a get of {key:?}",
-                            step.instance
-                        ),
-                    ));
-                }
-                run.lines.push(format!("{what} → {shown}"));
-            }
-            (BlobAction::GetMetadata { key }, _) => {
-                let got = limited(lim, store.get_metadata(key)).await;
-                let (shown, ok) = match (&got, &expect) {
-                    (Ok(Some(i)), Expect::Found(e)) => {
-                        let ok = i.size == value_of(e.label).len() as u64
-                            && i.etag == run.etag(e.version)
-                            && (!env.caps.metadata
-                                || i.metadata == metadata_of(e.label, e.metadata));
-                        (format!("{} bytes {}", i.size, show_etag(&i.etag)), ok)
-                    }
-                    (Ok(Some(i)), _) => (format!("{} bytes", i.size), false),
-                    (Ok(None), e) => ("not found".to_owned(), *e == Expect::Missing),
-                    (Err(e), _) => (format!("error {}", e.kind()), false),
-                };
-                if !ok {
-                    let line = format!("{what} → {shown} (model: {})", show_expect(&expect));
-                    return Err(run.fail(
-                        line,
-                        format!(
-                            "instance {} disagrees with the model on get-metadata of {key:?}",
-                            step.instance
-                        ),
-                    ));
+                    let found = matches!(got, Ok(Some(_)));
+                    let (message, cause) =
+                        read_mismatch(&before, step.instance, key, how, found, &expect);
+                    let mut m = run.fail(line, message);
+                    m.cause = cause;
+                    return Err(m);
                 }
                 run.lines.push(format!("{what} → {shown}"));
             }
@@ -602,7 +783,7 @@ pub(crate) async fn execute(
                 },
                 Expect::Listed(want_blobs, want_dirs),
             ) => {
-                let mut blobs: Vec<(String, Etag)> = Vec::new();
+                let mut blobs: Vec<ListEntry> = Vec::new();
                 let mut dirs: Vec<String> = Vec::new();
                 let mut cursor = None;
                 let mut problem = None;
@@ -623,7 +804,7 @@ pub(crate) async fn execute(
                                 ));
                                 break;
                             }
-                            blobs.extend(page.blobs.into_iter().map(|e| (e.key, e.etag)));
+                            blobs.extend(page.blobs);
                             dirs.extend(page.directories);
                             cursor = page.next_cursor;
                             if cursor.is_none() {
@@ -639,31 +820,67 @@ pub(crate) async fn execute(
                 if cursor.is_some() && problem.is_none() {
                     problem = Some("the listing did not end after 64 pages".to_owned());
                 }
-                let keys: Vec<String> = blobs.iter().map(|(k, _)| k.clone()).collect();
-                let want_keys: Vec<String> = want_blobs.iter().map(|(k, _)| k.clone()).collect();
+                let keys: Vec<String> = blobs.iter().map(|e| e.key.clone()).collect();
+                let want_keys: Vec<String> = want_blobs.iter().map(|(k, _, _)| k.clone()).collect();
                 let shown = show_listing(&keys, &dirs);
+                let mut cause = None;
                 if problem.is_none() && (keys != want_keys || dirs != *want_dirs) {
                     problem = Some("the listing differs from the model".to_owned());
+                    let missing_other = want_keys.iter().any(|k| {
+                        !keys.contains(k)
+                            && before
+                                .entries
+                                .get(k)
+                                .is_some_and(|e| e.writer != step.instance)
+                    });
+                    cause = Some(if missing_other {
+                        causes::NOT_VISIBLE_ACROSS_INSTANCES
+                    } else {
+                        causes::LISTINGS_WRONG
+                    });
                 }
                 if problem.is_none() {
-                    for ((k, etag), (_, v)) in blobs.iter().zip(want_blobs) {
-                        if *etag != run.etag(*v) {
+                    for (entry, (_, v, size)) in blobs.iter().zip(want_blobs) {
+                        if entry.etag != run.etag(*v) {
                             problem = Some(format!(
-                                "the listing reports etag {} for {k:?}, not the one its write returned",
-                                show_etag(etag)
+                                "the listing reports {} for {:?}, not the one its write returned",
+                                crate::show::Show::show(&entry.etag),
+                                entry.key
                             ));
+                            cause = Some(causes::ETAGS_DISAGREE);
+                            break;
+                        }
+                        if entry.size != *size {
+                            problem = Some(format!(
+                                "the listing reports {} bytes for {:?}, not the {size} it holds",
+                                entry.size, entry.key
+                            ));
+                            cause = Some(causes::LISTINGS_WRONG);
                             break;
                         }
                     }
                 }
                 if let Some(problem) = problem {
                     let line = format!("{what} → {shown} (model: {})", show_expect(&expect));
-                    return Err(run.fail(line, format!("instance {}: {problem}", step.instance)));
+                    let mut m = run.fail(line, format!("instance {}: {problem}", step.instance));
+                    m.cause = cause;
+                    return Err(m);
                 }
                 run.lines.push(format!("{what} → {shown}"));
             }
             (BlobAction::List { .. }, _) => {}
         }
     }
+    let reader = if model.instances == 1 {
+        Reader::Blobs(instances[0].clone())
+    } else {
+        Reader::Fresh
+    };
+    let mut group = Group::new(env.prefix.clone(), reader, env.ctx.now());
+    group.label = env.label.clone();
+    group.blobs = model.final_state(&run);
+    group.blobs_complete = true;
+    group.timeline = run.lines;
+    env.ctx.ledger().push(group);
     Ok(())
 }

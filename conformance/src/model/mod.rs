@@ -19,19 +19,39 @@ use proptest::strategy::{BoxedStrategy, Strategy};
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use proptest_state_machine::strategy::Sequential;
 
+use crate::causes;
 use crate::ctx::{Ctx, Failure};
 use crate::seed::rng_from_seed;
 
-/// A failed sequence: what went wrong and the timeline that led there.
+/// A failed sequence: what went wrong, its likely cause, and the timeline that led there.
 #[derive(Debug, Clone)]
 pub(crate) struct Mismatch {
     pub(crate) message: String,
     pub(crate) timeline: Vec<String>,
+    pub(crate) cause: Option<&'static str>,
 }
 
 impl Mismatch {
+    pub(crate) fn new(message: impl Into<String>, timeline: Vec<String>) -> Self {
+        Mismatch {
+            message: message.into(),
+            timeline,
+            cause: None,
+        }
+    }
+
+    /// Names the likely cause (one of [`crate::causes`]).
+    pub(crate) fn because(mut self, cause: &'static str) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    /// The mismatch as the text of a proptest failure: the cause, the message, then the
+    /// timeline, one line each.
     fn encode(&self) -> String {
-        let mut s = self.message.replace('\n', " ");
+        let mut s = self.cause.unwrap_or("").to_owned();
+        s.push('\n');
+        s.push_str(&self.message.replace('\n', " "));
         for line in &self.timeline {
             s.push('\n');
             s.push_str(line);
@@ -41,11 +61,87 @@ impl Mismatch {
 
     fn decode(text: &str) -> Self {
         let mut lines = text.lines();
+        let cause = lines.next().unwrap_or("");
         let message = lines.next().unwrap_or("").to_owned();
         Mismatch {
             message,
             timeline: lines.map(str::to_owned).collect(),
+            cause: causes::ALL.iter().copied().find(|c| *c == cause),
         }
+    }
+}
+
+/// Where one generated sequence runs: fresh instances of the case's factory under a prefix
+/// (and job namespace) of its own.
+pub(crate) struct Env {
+    pub(crate) ctx: Ctx,
+    pub(crate) prefix: String,
+    /// Names the sequence in a settle failure, such as `sequence 17`.
+    pub(crate) label: String,
+}
+
+impl Env {
+    /// The environment of one run of a sequence of `ctx`'s case.
+    pub(crate) fn fresh(ctx: &Ctx) -> Arc<Env> {
+        let prefix = ctx.fresh_prefix();
+        let n = prefix
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('f')
+            .to_owned();
+        Arc::new(Env {
+            ctx: ctx.clone(),
+            prefix,
+            label: format!("generated sequence {n}"),
+        })
+    }
+
+    pub(crate) fn op_timeout(&self) -> std::time::Duration {
+        self.ctx.options().op_timeout
+    }
+
+    /// Opens blob-store instance `i` of the sequence.
+    pub(crate) async fn blob_instance(
+        &self,
+        i: usize,
+    ) -> Result<Arc<dyn blobjobs_store_api::BlobStore>, Mismatch> {
+        self.ctx
+            .scoped_blobs(self.prefix.clone())
+            .await
+            .map_err(|e| {
+                Mismatch::new(
+                    format!("the factory could not open instance {i}: {}", e.message),
+                    Vec::new(),
+                )
+                .because(causes::NO_INSTANCE)
+            })
+    }
+
+    /// Opens job-store instance `i` of the sequence on `clock`.
+    pub(crate) async fn job_instance(
+        &self,
+        i: usize,
+        clock: &blobjobs_store_api::ManualClock,
+    ) -> Result<Arc<dyn blobjobs_store_api::JobStore>, Mismatch> {
+        let env = self
+            .ctx
+            .job_env_for(self.prefix.clone())
+            .with_clock(clock.clone());
+        crate::ctx::open_jobs(self.ctx.job_factory(), &env, self.op_timeout())
+            .await
+            .map_err(|e| {
+                Mismatch::new(
+                    format!(
+                        "the factory could not open job-store instance {i} (error {}): {}",
+                        e.kind(),
+                        e.message()
+                    ),
+                    Vec::new(),
+                )
+                .because(causes::NO_INSTANCE)
+            })
     }
 }
 
@@ -94,10 +190,10 @@ where
                 Err((m, steps.len()))
             }
             Err(TestError::Abort(reason)) => Err((
-                Mismatch {
-                    message: format!("the generator gave up: {}", reason.message()),
-                    timeline: Vec::new(),
-                },
+                Mismatch::new(
+                    format!("the generator gave up: {}", reason.message()),
+                    Vec::new(),
+                ),
                 0,
             )),
         }
@@ -108,6 +204,7 @@ where
         Ok(Err((m, len))) => {
             let mut f = Failure::new(format!("{} (shrunk to {len} operations)", m.message));
             f.timeline = Some(m.timeline);
+            f.cause = m.cause;
             Err(f)
         }
         Err(e) => Err(Failure::new(format!("the model run panicked: {e}"))),

@@ -58,12 +58,18 @@ impl fmt::Display for Unavailable {
 /// Two installs in one folder at once would break each other: callers run it once per
 /// process, as [`prepare`] does.
 pub async fn install(dir: &Path) -> Result<(), Unavailable> {
+    install_folder(dir, "@netlify/blobs").await
+}
+
+/// [`install`] for any folder with a lock file: `npm ci` there unless the package `marker`
+/// is installed already.
+pub async fn install_folder(dir: &Path, marker: &str) -> Result<(), Unavailable> {
     for program in ["node", "npm"] {
         if !available(program).await {
             return Err(Unavailable::NotInstalled(program));
         }
     }
-    if dir.join("node_modules/@netlify/blobs").exists() {
+    if dir.join("node_modules").join(marker).exists() {
         return Ok(());
     }
     let mut ci = Command::new("npm");

@@ -2,23 +2,26 @@
 //! path into several test binaries: small `BlobStore` helpers, a harness that re-runs the
 //! current test binary as a child process, the `serverless_jobs` example run as separate
 //! processes, real storage engines (SeaweedFS's S3 gateway, PostgreSQL) started on free
-//! loopback ports, the setup of the interop tests with the official npm client, a recording and
+//! loopback ports, the setup of the interop tests with the official npm client, Debian's
+//! Chromium for the browser test, the npm packages packed from their tarballs, a recording and
 //! fault-injecting stand-in for a Netlify Blobs server and, with the `bench` feature, the
 //! benchmark bodies that several benches share.
 //!
 //! It is project tooling (`publish = false`): a dev-dependency of the crates, and a
-//! dependency of `xtask` (for the npm install of `interop/`). Its helpers panic on failure, as
-//! tests do, except [`interop::install`], which `xtask` calls too.
+//! dependency of `xtask` (for the npm install of `interop/` and the npm packages). Its helpers panic on failure, as
+//! tests do, except [`interop::install`] and [`npm::pack`], which `xtask` calls too.
 
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure, as tests do.
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod browser;
 pub mod child;
 pub mod engines;
 pub mod example;
 pub mod fake_server;
 pub mod interop;
+pub mod npm;
 mod store;
 
 use std::path::PathBuf;
