@@ -1,4 +1,10 @@
 //! Many named stores under one root: what a server such as the emulator serves from.
+//!
+//! A catalog is in memory (this process only), in a directory (shared by the processes of
+//! one machine), or on an engine (S3-compatible storage or PostgreSQL, shared by every
+//! process that reaches it, so several servers over one engine serve the same stores).
+//! [`Catalog::open`] takes the same specs as [`open_store`](crate::open::open_store), and a
+//! catalog store is the same store as the one an `open_store` of that spec and name opens.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +17,7 @@ use crate::file::{
     check_store_name, make_dir_all, sweep_root,
 };
 use crate::memory::MemoryStore;
+use crate::open::{OpenOptions, StoreSpec};
 
 /// The longest catalog store name, in UTF-8 bytes. Catalog names are internal (for example
 /// `site-1/deploy:abc:name`), so they are longer than user-facing store names. It is the file
@@ -24,7 +31,35 @@ pub enum Catalog {
     Memory(MemoryCatalog),
     /// Durable stores in one root directory, shared by every process that opens it.
     File(FileCatalog),
+    /// Stores in an S3 bucket (under a prefix), shared by every process that reaches it.
+    #[cfg(feature = "s3")]
+    S3(S3Catalog),
+    /// Stores in a PostgreSQL table, shared by every process that reaches the database.
+    #[cfg(feature = "postgres")]
+    Postgres(PgCatalog),
 }
+
+/// The stores of [`Catalog::S3`]: one directory per store under the bucket's prefix, all on
+/// one client (its connections are shared by every store).
+#[cfg(feature = "s3")]
+#[derive(Debug, Clone)]
+pub struct S3Catalog {
+    /// A handle whose client and prefix every store shares.
+    root: crate::s3::S3Store,
+}
+
+/// The stores of [`Catalog::Postgres`]: ranges of rows of one table, all on one connection
+/// pool.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone)]
+pub struct PgCatalog {
+    /// A handle whose pool every store shares.
+    root: crate::postgres::PgStore,
+}
+
+/// The store name the root handle of an engine catalog is opened with; it is never written.
+#[cfg(any(feature = "s3", feature = "postgres"))]
+const ROOT_NAME: &str = "catalog";
 
 /// The stores of [`Catalog::Memory`].
 #[derive(Debug, Clone, Default)]
@@ -104,10 +139,98 @@ impl Catalog {
         }))
     }
 
+    /// A catalog of stores in an S3 bucket, under `config`'s prefix. Nothing is sent yet
+    /// ([`Catalog::check`] makes one read).
+    #[cfg(feature = "s3")]
+    pub fn s3(config: &crate::s3::S3Config) -> Result<Self> {
+        Ok(Catalog::S3(S3Catalog {
+            root: crate::s3::S3Store::open(config, ROOT_NAME)?,
+        }))
+    }
+
+    /// A catalog of stores in a PostgreSQL database, on one pool of `config.pool_size`
+    /// connections. Nothing is sent yet ([`Catalog::check`] makes one read, and creates the
+    /// schema on first use).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(config: &crate::postgres::PgConfig) -> Result<Self> {
+        Ok(Catalog::Postgres(PgCatalog {
+            root: crate::postgres::PgStore::open(config, ROOT_NAME)?,
+        }))
+    }
+
+    /// The catalog a spec names: `memory://`, `file://PATH` (with `options.file`),
+    /// `s3://BUCKET[/PREFIX]?…` or `postgres://…`, configured as
+    /// [`open_store_with`](crate::open::open_store_with) configures a store (credentials
+    /// from `options.env`). Netlify and `http://` specs name a server, not a catalog, and are
+    /// refused.
+    pub fn open(spec: &str, options: &OpenOptions) -> Result<Self> {
+        match StoreSpec::parse(spec)? {
+            StoreSpec::Memory => Ok(Catalog::memory()),
+            StoreSpec::File(root) => Catalog::file(root, options.file),
+            #[cfg(feature = "s3")]
+            StoreSpec::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => Catalog::s3(&crate::open::s3_config(
+                &bucket, &prefix, &endpoint, &region, options,
+            )?),
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(url) => {
+                Catalog::postgres(&crate::postgres::PgConfig::parse(url.expose(), &|name| {
+                    options.env.var(name)
+                })?)
+            }
+            #[allow(unreachable_patterns)] // Reached when a feature is off.
+            StoreSpec::S3 { .. } | StoreSpec::Postgres(_) => Err(Error::invalid(
+                "this build of the backends crate has no s3 or postgres feature",
+            )),
+            StoreSpec::Netlify(_) | StoreSpec::Http { .. } => Err(Error::invalid(
+                "a catalog is memory://, file://PATH, s3://BUCKET or postgres://HOST/DB, not a server",
+            )),
+        }
+    }
+
+    /// Checks that the storage answers: one cheap read on an engine (a server that is down
+    /// or refuses the credentials fails here, with a message naming its host and port and
+    /// never a credential; PostgreSQL also gets its schema); nothing for memory and files,
+    /// whose failures show when the catalog is made.
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            Catalog::Memory(_) | Catalog::File(_) => Ok(()),
+            #[cfg(feature = "s3")]
+            Catalog::S3(c) => c.root.get_metadata(crate::open::PROBE_KEY).await.map(drop),
+            #[cfg(feature = "postgres")]
+            Catalog::Postgres(c) => c.root.get_metadata(crate::open::PROBE_KEY).await.map(drop),
+        }
+    }
+
+    /// Where the stores live, for a banner or a log line; never a credential.
+    pub fn describe(&self) -> String {
+        match self {
+            Catalog::Memory(_) => "in memory".to_owned(),
+            Catalog::File(f) => format!(
+                "files in {}, fsync {}",
+                f.root.display(),
+                if f.options.fsync { "on" } else { "off" }
+            ),
+            #[cfg(feature = "s3")]
+            Catalog::S3(c) => format!("s3 at {}", c.root.place()),
+            #[cfg(feature = "postgres")]
+            Catalog::Postgres(c) => format!("postgres at {}", c.root.server()),
+        }
+    }
+
+    /// Whether processes on other machines can share the stores: true for engines.
+    pub fn is_engine(&self) -> bool {
+        !matches!(self, Catalog::Memory(_) | Catalog::File(_))
+    }
+
     /// Sets how many bytes the listing caches of a file catalog's stores may hold together
     /// (their own estimate of their size); a store whose listing would need more is listed
-    /// without a cache, with memory in proportion to the page size. No effect on memory
-    /// catalogs, which hold every key anyway.
+    /// without a cache, with memory in proportion to the page size. No effect on other
+    /// catalogs: memory holds every key anyway, and engines list from their own indexes.
     pub fn set_list_cache_bytes(&self, bytes: usize) {
         if let Catalog::File(f) = self {
             f.list_cache.set_limit(bytes);
@@ -115,11 +238,11 @@ impl Catalog {
     }
 
     /// How many bytes the listing caches of a file catalog hold now, by their own estimate;
-    /// 0 for memory catalogs.
+    /// 0 for other catalogs.
     pub fn list_cache_bytes_used(&self) -> usize {
         match self {
             Catalog::File(f) => f.list_cache.used(),
-            Catalog::Memory(_) => 0,
+            _ => 0,
         }
     }
 
@@ -132,6 +255,10 @@ impl Catalog {
                 Ok(Arc::new(stores.entry(name.to_owned()).or_default().clone()))
             }
             Catalog::File(f) => Ok(Arc::new(f.handle(name)?)),
+            #[cfg(feature = "s3")]
+            Catalog::S3(c) => Ok(Arc::new(c.root.catalog_sibling(name)?)),
+            #[cfg(feature = "postgres")]
+            Catalog::Postgres(c) => Ok(Arc::new(c.root.catalog_sibling(name)?)),
         }
     }
 
@@ -157,6 +284,10 @@ impl Catalog {
                 Ok(names)
             }
             Catalog::File(f) => FileStore::list_stores(&f.root, prefix).await,
+            #[cfg(feature = "s3")]
+            Catalog::S3(c) => c.root.store_names(prefix).await,
+            #[cfg(feature = "postgres")]
+            Catalog::Postgres(c) => c.root.store_names(prefix).await,
         }
     }
 
@@ -174,6 +305,10 @@ impl Catalog {
             // The catalog's own handle: it carries the catalog's settings (`--no-fsync`
             // included), and its listing cache follows the delete.
             Catalog::File(f) => f.handle(name)?.delete_all().await,
+            #[cfg(feature = "s3")]
+            Catalog::S3(c) => c.root.catalog_sibling(name)?.delete_all().await,
+            #[cfg(feature = "postgres")]
+            Catalog::Postgres(c) => c.root.catalog_sibling(name)?.delete_all().await,
         }
     }
 }

@@ -441,7 +441,21 @@ fn open_s3(
     store_name: &str,
     options: &OpenOptions,
 ) -> Result<Arc<dyn BlobStore>> {
-    use crate::s3::{S3Config, S3Credentials, S3Store, Secret};
+    let config = s3_config(bucket, prefix, endpoint, region, options)?;
+    Ok(Arc::new(crate::s3::S3Store::open(&config, store_name)?))
+}
+
+/// The configuration of an `s3://` spec's parts, with the keys, endpoint and region the
+/// environment adds.
+#[cfg(feature = "s3")]
+pub(crate) fn s3_config(
+    bucket: &str,
+    prefix: &str,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+    options: &OpenOptions,
+) -> Result<crate::s3::S3Config> {
+    use crate::s3::{S3Config, S3Credentials, Secret};
 
     let var = |name: &str| options.env.var(name).filter(|v| !v.is_empty());
     let (Some(access_key_id), Some(secret)) =
@@ -469,7 +483,7 @@ fn open_s3(
     {
         config.region = region;
     }
-    Ok(Arc::new(S3Store::open(&config, store_name)?))
+    Ok(config)
 }
 
 #[cfg(not(feature = "s3"))]
@@ -598,7 +612,7 @@ pub async fn open_store_checked(
 }
 
 /// The key [`open_store_checked`] reads.
-const PROBE_KEY: &str = "blobjobs-open-probe";
+pub(crate) const PROBE_KEY: &str = "blobjobs-open-probe";
 
 /// Like [`open_store`], with explicit options.
 pub fn open_store_with(

@@ -562,3 +562,153 @@ async fn restart_story(store: Arc<dyn BlobStore>, engine: &mut impl Restart) -> 
         }
     )
 }
+
+/// Catalogs over an engine, as the emulator serves them: stores named `<site>/<store>`, two
+/// catalogs (two servers) on one engine seeing the same stores, listing and deleting whole
+/// stores, and the catalog's store of a name being the store an `open_store` of that name
+/// opens.
+mod catalog {
+    use super::*;
+    use blobjobs_backends::Catalog;
+    use futures_util::StreamExt as _;
+
+    /// What both engines must do. `a` and `b` are separate catalogs on one engine (separate
+    /// clients or pools); `plain` is the store `open_store` opens as `plain_name` there.
+    async fn catalogs_share_stores(
+        a: &Catalog,
+        b: &Catalog,
+        plain: Arc<dyn BlobStore>,
+        plain_name: &str,
+    ) {
+        let site = fresh("site");
+        let (one, two) = (format!("{site}/site:one"), format!("{site}/deploy:0:two"));
+        put(a.store(&one).unwrap().as_ref(), "k", b"from a").await;
+        put(a.store(&one).unwrap().as_ref(), "dir/k", b"nested").await;
+        put(b.store(&two).unwrap().as_ref(), "k", b"from b").await;
+        // A store that held a key once and is empty now is not listed.
+        let emptied = format!("{site}/site:emptied");
+        put(a.store(&emptied).unwrap().as_ref(), "gone", b"x").await;
+        a.store(&emptied).unwrap().delete("gone").await.unwrap();
+
+        let blob = b.store(&one).unwrap().get("k").await.unwrap().unwrap();
+        assert_eq!(blob.value.as_ref(), b"from a");
+        let prefix = format!("{site}/");
+        assert_eq!(
+            b.list_stores(&prefix).await.unwrap(),
+            vec![two.clone(), one.clone()]
+        );
+        assert_eq!(
+            a.list_stores(&format!("{site}/site:")).await.unwrap(),
+            vec![one.clone()]
+        );
+
+        assert_eq!(b.delete_store(&one).await.unwrap(), 2);
+        assert!(a.store(&one).unwrap().get("k").await.unwrap().is_none());
+        assert_eq!(a.list_stores(&prefix).await.unwrap(), vec![two.clone()]);
+        assert_eq!(a.delete_store(&one).await.unwrap(), 0);
+
+        // The catalog's store of a plain name is the store open_store opens.
+        put(plain.as_ref(), "shared", b"through open_store").await;
+        let blob = a.store(plain_name).unwrap().get("shared").await.unwrap();
+        assert_eq!(blob.unwrap().value.as_ref(), b"through open_store");
+        assert!(
+            a.list_stores("")
+                .await
+                .unwrap()
+                .contains(&plain_name.to_owned())
+        );
+
+        let err = a.store("").map(drop).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let err = a.store(&"n".repeat(1025)).map(drop).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    /// Writes `n` keys to `store`, 16 at a time.
+    async fn fill(store: Arc<dyn BlobStore>, n: usize) {
+        futures_util::stream::iter(0..n)
+            .map(|i| {
+                let store = store.clone();
+                async move { put(store.as_ref(), &format!("k{i:05}"), b"v").await }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_catalogs_share_list_and_delete_stores() {
+        let weed = shared_seaweedfs().await;
+        let prefix = fresh("catalog");
+        let spec = weed.spec(&prefix);
+        let open = || Catalog::open(&spec, &options(weed.env())).unwrap();
+        let (a, b) = (open(), open());
+        a.check().await.unwrap();
+        assert!(a.is_engine());
+        let described = a.describe();
+        assert!(
+            described.contains(&format!("127.0.0.1:{}", weed.port()))
+                && described.contains(&prefix),
+            "{described}"
+        );
+        assert!(!described.contains(weed.secret_key()), "{described}");
+        let plain = open_store_with(&spec, "plain", &options(weed.env())).unwrap();
+        catalogs_share_stores(&a, &b, plain, "plain").await;
+
+        // A store directory is one path segment, which engines keep to 255 bytes: longer
+        // names are refused rather than split.
+        let err = a.store(&"é".repeat(101)).map(drop).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        a.store(&"é".repeat(100)).unwrap();
+
+        // A store of more objects than one bulk delete takes.
+        let big = "site/site:big";
+        fill(a.store(big).unwrap(), 1005).await;
+        assert_eq!(b.delete_store(big).await.unwrap(), 1005);
+        assert!(
+            a.store(big)
+                .unwrap()
+                .list(Default::default())
+                .await
+                .unwrap()
+                .blobs
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_catalogs_share_list_and_delete_stores() {
+        let pg = shared_postgres().await;
+        let open = || Catalog::open(&pg.spec(), &options(vec![])).unwrap();
+        let (a, b) = (open(), open());
+        a.check().await.unwrap();
+        let described = a.describe();
+        assert!(
+            described.contains(&format!("127.0.0.1:{}", pg.port())),
+            "{described}"
+        );
+        assert!(!described.contains(pg.password()), "{described}");
+        let plain_name = fresh("plain");
+        catalogs_share_stores(&a, &b, pg.store(&plain_name), &plain_name).await;
+        // No segment limit here: the longest catalog name works.
+        let long = "n".repeat(1024);
+        put(a.store(&long).unwrap().as_ref(), "k", b"v").await;
+        assert_eq!(b.delete_store(&long).await.unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_and_engines_that_are_down_are_refused_or_named() {
+        for spec in ["http://127.0.0.1:1", "netlify://"] {
+            let err = Catalog::open(spec, &options(vec![])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{spec}: {err}");
+        }
+        let port = free_ports(1)[0];
+        let spec = format!("postgres://postgres:hunter2secret@127.0.0.1:{port}/postgres");
+        let catalog = Catalog::open(&spec, &options(vec![])).unwrap();
+        let err = catalog.check().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        let text = format!("{err} {err:?} {catalog:?} {}", catalog.describe());
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

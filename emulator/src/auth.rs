@@ -26,8 +26,10 @@ pub struct Auth {
     /// <token>`. Comparing digests of a fixed length in constant time tells a timing
     /// observer neither where a guess went wrong nor how long the token is.
     token_digest: [u8; 32],
-    /// The HMAC of signed URLs, already keyed. The key mixes the token with random bytes drawn
-    /// at start-up, so signatures cannot be predicted from the token and die with the process.
+    /// The HMAC of signed URLs, already keyed with a key derived from the token alone, so
+    /// that every emulator serving one shared store with the same token verifies the URLs any
+    /// of them signed (a cluster behind a load balancer). Without the token nobody can sign;
+    /// a URL names its method, path and expiry, and dies at that expiry.
     mac: HmacSha256,
     /// The wall clock of expiry times, injected so tests can move it.
     clock: Arc<dyn Clock>,
@@ -40,14 +42,13 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Credentials for `token`, with a fresh signing secret, telling time by `clock`.
+    /// Credentials for `token`, telling time by `clock`. The signing key is derived from the
+    /// token (a separate hash, so a signature says nothing usable about the bearer token), so
+    /// processes with the same token accept each other's signed URLs.
     pub fn new(token: &Token, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut hasher = Sha256::new();
-        hasher.update(b"blobs-emulator signed url key\0");
+        hasher.update(b"blobs-emulator signed url key v2\0");
         hasher.update(token.reveal().as_bytes());
-        hasher.update(random);
         let mac = HmacSha256::new_from_slice(&hasher.finalize())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Auth {
@@ -179,14 +180,23 @@ mod tests {
         assert!(auth.verify("GET", "/s/site:a/k", &e, &sig));
         clock.advance(std::time::Duration::from_secs(1));
         assert!(!auth.verify("GET", "/s/site:a/k", &e, &sig));
-        // Another process with the same token has another secret.
-        let other = Auth::new(&Token::new("tok"), Arc::new(clock.clone())).unwrap();
-        let later = auth.now() + 60;
-        assert!(!other.verify(
-            "GET",
-            "/s/site:a/k",
-            &later.to_string(),
-            &auth.sign("GET", "/s/site:a/k", later)
-        ));
+    }
+
+    /// Emulators sharing one store behind a load balancer: a URL signed by one is valid on
+    /// every other with the same token, until it expires, and on none with another token.
+    #[test]
+    fn signatures_verify_on_every_process_with_the_same_token() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+        let one = Auth::new(&Token::new("shared-token"), Arc::new(clock.clone())).unwrap();
+        let other = Auth::new(&Token::new("shared-token"), Arc::new(clock.clone())).unwrap();
+        let stranger = Auth::new(&Token::new("another-token"), Arc::new(clock.clone())).unwrap();
+        let exp = one.now() + 60;
+        let sig = one.sign("PUT", "/s/site:a/k", exp);
+        assert_eq!(other.sign("PUT", "/s/site:a/k", exp), sig);
+        assert!(other.verify("PUT", "/s/site:a/k", &exp.to_string(), &sig));
+        assert!(!other.verify("GET", "/s/site:a/k", &exp.to_string(), &sig));
+        assert!(!stranger.verify("PUT", "/s/site:a/k", &exp.to_string(), &sig));
+        clock.advance(std::time::Duration::from_secs(61));
+        assert!(!other.verify("PUT", "/s/site:a/k", &exp.to_string(), &sig));
     }
 }

@@ -10,9 +10,10 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use blobjobs_backends::Catalog;
 use blobjobs_backends::http::Token;
+use blobjobs_backends::open::{OpenOptions, StoreSpec};
 use blobjobs_emulator::config::{
     self as limits, DEFAULT_MAX_BLOB_SIZE, DEFAULT_PORT, DEFAULT_SITE_ID,
 };
@@ -69,6 +70,14 @@ struct ServeArgs {
     /// BLOBS_EMULATOR_TOKEN each run generates a new token.
     #[arg(long, env = "BLOBS_EMULATOR_IN_MEMORY", conflicts_with = "dir")]
     in_memory: bool,
+    /// Where the stores live: file://DIR (as --dir), memory:// (as --in-memory),
+    /// s3://BUCKET[/PREFIX]?endpoint=URL&region=R or postgres://USER@HOST[:PORT]/DB. Over s3://
+    /// and postgres:// any number of emulators serve the same stores (behind a load balancer,
+    /// say); they need the token given (BLOBS_EMULATOR_TOKEN), the same for all, and take the
+    /// engine's credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or PGPASSWORD
+    #[arg(long, env = "BLOBS_EMULATOR_STORE_URL", value_name = "URL",
+        conflicts_with_all = ["dir", "in_memory"], hide_env_values = true)]
+    store_url: Option<String>,
     /// The bearer token clients must send [default: the one kept in the data directory, which
     /// is generated on first start]; prefer the variable, since other local users can read
     /// flags in the process list
@@ -148,12 +157,23 @@ fn run(cli: Cli) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     cli::logging::init(&args.log_level, args.log_format, args.quiet);
-    let data_dir = (!args.in_memory).then(|| DataDir::new(&args.dir));
+    let storage = Storage::of(&args)?;
+    let data_dir = match &storage {
+        Storage::Dir(dir) => Some(DataDir::new(dir)),
+        Storage::Memory | Storage::Engine(_) => None,
+    };
     if let Some(dir) = &data_dir {
         dir.prepare()?;
     }
+    if let (Storage::Engine(_), None) = (&storage, &args.token) {
+        bail!(
+            "serving from an engine needs the token given: set BLOBS_EMULATOR_TOKEN (or \
+             --token), the same for every emulator serving these stores"
+        );
+    }
     let (token, origin, note) = cli::data_dir::serve_token(args.token.clone(), data_dir.as_ref())?;
-    let (catalog, storage) = open_catalog(&args)?;
+    let catalog = storage.open(&args).await?;
+    let storage = catalog.describe();
     let config = Config::new(catalog, token.clone())
         .max_blob_size(args.max_blob_size)
         .list_page_size(args.list_page_size)
@@ -196,18 +216,58 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn open_catalog(args: &ServeArgs) -> Result<(Catalog, String)> {
-    if args.in_memory {
-        return Ok((Catalog::memory(), "in memory".to_owned()));
+/// Where `serve` keeps the stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Storage {
+    /// Files in a data directory, which also keeps the token and the server record.
+    Dir(PathBuf),
+    /// This process's memory.
+    Memory,
+    /// An engine (`s3://`, `postgres://`): shared by every emulator that reaches it.
+    Engine(String),
+}
+
+impl Storage {
+    /// The storage the flags choose: `--store-url`, else `--in-memory`, else `--dir`.
+    fn of(args: &ServeArgs) -> Result<Storage> {
+        if args.in_memory {
+            return Ok(Storage::Memory);
+        }
+        let Some(url) = &args.store_url else {
+            return Ok(Storage::Dir(args.dir.clone()));
+        };
+        Ok(match StoreSpec::parse(url)? {
+            StoreSpec::Memory => Storage::Memory,
+            StoreSpec::File(dir) => Storage::Dir(dir),
+            StoreSpec::S3 { .. } | StoreSpec::Postgres(_) => Storage::Engine(url.clone()),
+            StoreSpec::Netlify(_) | StoreSpec::Http { .. } => {
+                bail!("--store-url takes file://DIR, memory://, s3://BUCKET or postgres://HOST/DB")
+            }
+        })
     }
-    let fsync = !args.no_fsync;
-    let catalog = Catalog::file(args.dir.clone(), blobjobs_backends::FileOptions { fsync })?;
-    let described = format!(
-        "files in {}, fsync {}",
-        args.dir.display(),
-        if fsync { "on" } else { "off" }
-    );
-    Ok((catalog, described))
+
+    /// Opens the catalog; an engine must answer one read first, so that one that is down or
+    /// refuses the credentials stops the start with a message naming it (never a secret).
+    async fn open(&self, args: &ServeArgs) -> Result<Catalog> {
+        match self {
+            Storage::Memory => Ok(Catalog::memory()),
+            Storage::Dir(dir) => {
+                let fsync = !args.no_fsync;
+                Ok(Catalog::file(
+                    dir.clone(),
+                    blobjobs_backends::FileOptions { fsync },
+                )?)
+            }
+            Storage::Engine(url) => {
+                let catalog = Catalog::open(url, &OpenOptions::default())?;
+                catalog
+                    .check()
+                    .await
+                    .with_context(|| format!("cannot serve from {}", catalog.describe()))?;
+                Ok(catalog)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,13 @@ const READ_BY_THE_BINARY: &[&str] = &[
     "BLOBS_EMULATOR_PORT",
     "BLOBS_EMULATOR_DIR",
     "BLOBS_EMULATOR_IN_MEMORY",
+    "BLOBS_EMULATOR_STORE_URL",
     "BLOBS_EMULATOR_TOKEN",
+    "PGPASSWORD",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
     "BLOBS_EMULATOR_SITE",
     "BLOBS_EMULATOR_URL",
     "BLOBS_EMULATOR_LOG_LEVEL",
@@ -412,6 +418,59 @@ async fn conflicting_or_bad_flags_fail_fast() {
     )
     .await;
     assert_ne!(code, 0);
+}
+
+/// `--store-url` picks the storage: `file://` and `memory://` as `--dir` and `--in-memory`;
+/// an engine needs the token given (every emulator over it must share one), and one that is
+/// down stops the start with one line naming it, never its password. (Serving from running
+/// engines is in `cluster.rs`.)
+#[tokio::test]
+async fn store_urls_choose_the_storage_and_engines_need_a_given_token() {
+    let (code, _, err) = cli(
+        &["--store-url", "memory://", "--in-memory", "--port", "0"],
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (code, _, err) = cli(&["--store-url", "http://127.0.0.1:1", "--port", "0"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--store-url takes"), "{err}");
+
+    let port = common::free_port();
+    let url = format!("postgres://postgres:hunter2secret@127.0.0.1:{port}/postgres");
+    let (code, _, err) = cli(&["--store-url", &url, "--port", "0"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("BLOBS_EMULATOR_TOKEN"), "{err}");
+    let token = [("BLOBS_EMULATOR_TOKEN", "tok")];
+    let (code, out, err) = cli_in(None, &["--store-url", &url, "--port", "0"], &token, None).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot serve from postgres at 127.0.0.1:")
+            && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("d").display());
+    let running = start(&["--store-url", &url, "--port", "0"], &[]).await;
+    assert!(
+        running.banner[0].contains(&format!("files in {}", dir.path().join("d").display())),
+        "{:?}",
+        running.banner
+    );
+    // The token is kept in the directory, as with --dir.
+    assert!(dir.path().join("d/token").is_file());
+    stop(running).await;
+    let running = start(&["--store-url", "memory://", "--port", "0"], &[]).await;
+    assert!(
+        running.banner[0].contains("(in memory)"),
+        "{:?}",
+        running.banner
+    );
+    stop(running).await;
 }
 
 // Point: a stable dev token.

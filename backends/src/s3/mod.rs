@@ -78,6 +78,7 @@
 //!   per second, so racing conditional writes there take seconds, not milliseconds; they
 //!   stay correct.
 
+mod catalog;
 mod error;
 pub(crate) mod names;
 mod store;
@@ -94,6 +95,8 @@ use object_store::{ClientOptions, RetryConfig};
 
 /// The longest object key S3 accepts, in bytes.
 pub const MAX_OBJECT_KEY_BYTES: usize = 1024;
+
+pub use catalog::MAX_DIR_BYTES;
 
 /// A secret string whose `Debug` output is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -269,6 +272,17 @@ impl S3Store {
                 max_conditional_stream: inner.max_conditional_stream,
             }),
         })
+    }
+}
+
+impl S3Store {
+    /// Where the store's bucket is, for messages: `host:port/bucket`, then `/prefix` if
+    /// there is one; never a credential.
+    pub fn place(&self) -> String {
+        match self.inner.prefix.as_str() {
+            "" => self.inner.place.clone(),
+            prefix => format!("{}/{prefix}", self.inner.place),
+        }
     }
 }
 

@@ -108,6 +108,15 @@ pub(crate) fn key_of(name: &str) -> Option<String> {
     (object_name(&key) == name).then_some(key)
 }
 
+/// The store whose directory is `dir` (one segment, no final `!`), or `None` if `dir` is not
+/// one that [`encode_into`] makes.
+pub(crate) fn store_of(dir: &str) -> Option<String> {
+    let name = decode(&format!("{dir}{END}"))?;
+    let mut again = String::with_capacity(dir.len());
+    encode_into(&name, &mut again);
+    (again == dir && !name.is_empty()).then_some(name)
+}
+
 fn decode(name: &str) -> Option<String> {
     let body = name.strip_suffix(END)?;
     let mut out = String::with_capacity(body.len());
@@ -189,6 +198,25 @@ mod tests {
                 // The start offset of `a` is below exactly the names of the keys from `a` on.
                 assert_eq!(b >= a, encode(a) < nb, "offset of {a:?} against {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn store_directories_round_trip() {
+        for name in [
+            "a",
+            "site-1/site:x",
+            "local-site/deploy:0:n",
+            "ü.~[\\ \"!",
+            "a/b/c",
+        ] {
+            let mut dir = String::new();
+            encode_into(name, &mut dir);
+            assert!(!dir.contains('/'), "{dir:?}");
+            assert_eq!(store_of(&dir).as_deref(), Some(name), "{dir:?}");
+        }
+        for foreign in ["", "a.2", "a!", "\"41", "x/y"] {
+            assert_eq!(store_of(foreign), None, "{foreign:?}");
         }
     }
 

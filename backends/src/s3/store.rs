@@ -106,7 +106,7 @@ impl S3Store {
         Path::parse(raw).map_err(|_| Error::invalid("the key cannot be an s3 object key"))
     }
 
-    fn err(&self, op: &str, e: object_store::Error) -> Error {
+    pub(super) fn err(&self, op: &str, e: object_store::Error) -> Error {
         error(op, &self.inner.place, e)
     }
 

@@ -231,3 +231,12 @@ pub fn edge_url_of_export_line(line: &str) -> String {
     let context: serde_json::Value = serde_json::from_slice(&json).unwrap();
     context["edgeURL"].as_str().unwrap().to_owned()
 }
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -22,16 +22,21 @@ pub enum Group {
     /// Load run: blobs-emulator (--no-fsync and durable) against the official Node
     /// BlobsServer, GET and PUT of 1 KiB at 1, 16, 64 connections, list 10,000 keys
     Http,
+    /// The engines (SeaweedFS's S3, PostgreSQL, started by the run): BlobStore get and set
+    /// against the engine's own client doing the same in a paired run, and blobs-emulator
+    /// over each engine, GET and PUT of 1 KiB at 16 connections
+    Engines,
 }
 
 impl Group {
     /// Every group, in run order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Stores,
         Group::Emulator,
         Group::Jobs,
         Group::Client,
         Group::Http,
+        Group::Engines,
     ];
 
     /// The group's name on the command line and in the results.
@@ -42,13 +47,14 @@ impl Group {
             Group::Jobs => "jobs",
             Group::Client => "client",
             Group::Http => "http",
+            Group::Engines => "engines",
         }
     }
 
     /// Whether the group runs the project's load generator or client in this process, which
     /// must then be an optimized build.
     pub fn needs_release(self) -> bool {
-        matches!(self, Group::Client | Group::Http)
+        matches!(self, Group::Client | Group::Http | Group::Engines)
     }
 }
 

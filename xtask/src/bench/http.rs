@@ -36,7 +36,7 @@ pub fn steps(rounds: usize, node: bool) -> usize {
 }
 
 /// The request of a PUT point: connection `c` overwrites its own keys in turn.
-fn put_request(target: &load::Target, c: usize, i: usize) -> (Method, String, Bytes) {
+pub(super) fn put_request(target: &load::Target, c: usize, i: usize) -> (Method, String, Bytes) {
     static VALUE: [u8; 1024] = [b'x'; 1024];
     let key = format!("put-{c}-{}", i % PUT_KEYS_PER_CONNECTION);
     (
@@ -47,7 +47,7 @@ fn put_request(target: &load::Target, c: usize, i: usize) -> (Method, String, By
 }
 
 /// The request of a GET point: the seeded keys, each connection from its own offset.
-fn get_request(target: &load::Target, c: usize, i: usize) -> (Method, String, Bytes) {
+pub(super) fn get_request(target: &load::Target, c: usize, i: usize) -> (Method, String, Bytes) {
     let key = format!("k{}", (c * 7919 + i) % LOAD_KEYS);
     (
         Method::GET,
@@ -115,21 +115,25 @@ pub async fn run(ctx: &mut Ctx, emulator: &Path, node: Option<&Node>) -> Result<
     outcome
 }
 
+/// Writes the keys that GET points read.
+pub(super) async fn seed_get_keys(target: &load::Target, label: &str) -> Result<()> {
+    let mut conn = load::Conn::open(target).await?;
+    for i in 0..LOAD_KEYS {
+        let path = target.key_path("site:load", &format!("k{i}"));
+        let (status, _) = conn
+            .send(Method::PUT, &path, Bytes::from(vec![b'x'; 1024]))
+            .await?;
+        if !status.is_success() {
+            bail!("seeding {path} on {label}: {status}");
+        }
+    }
+    Ok(())
+}
+
 async fn load_points(ctx: &mut Ctx, loaded: &[Loaded]) -> Result<()> {
     let duration = ctx.point_duration();
-    // The keys GET reads.
     for l in loaded {
-        let target = &l.server.target;
-        let mut conn = load::Conn::open(target).await?;
-        for i in 0..LOAD_KEYS {
-            let path = target.key_path("site:load", &format!("k{i}"));
-            let (status, _) = conn
-                .send(Method::PUT, &path, Bytes::from(vec![b'x'; 1024]))
-                .await?;
-            if !status.is_success() {
-                bail!("seeding {path} on {}: {status}", l.label);
-            }
-        }
+        seed_get_keys(&l.server.target, l.label).await?;
     }
     // Each point runs once per round; the better round counts, so that a few seconds of
     // interference from outside (a disk stall, another process) do not decide a ratio.

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::baseline::{Change, changes_table};
+use super::engines::{ENGINES, OPS as ENGINE_OPS};
 use super::results::Results;
 use super::targets::{
     BACKENDS, BLOB_OPS, CLIENT_WORKERS, CONNECTIONS, JOB_OPS, RAW_DISK, Ratio, SERVERS, quotient,
@@ -217,6 +218,42 @@ fn load_table(results: &Results, md: &mut String) {
     }
 }
 
+fn engines_table(results: &Results, md: &mut String) {
+    let rows: Vec<_> = ENGINES
+        .iter()
+        .flat_map(|(engine, label)| ENGINE_OPS.iter().map(move |op| (engine, label, op)))
+        .filter_map(|(engine, label, op)| {
+            let prefix = format!("engines/{engine}/{op}");
+            Some((
+                label,
+                op,
+                results.get(&format!("{prefix}/backend"))?,
+                results.get(&format!("{prefix}/raw"))?,
+                results.get(&format!("{prefix}/backend_over_raw"))?,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str(
+        "### Engines: the backend against the engine's own client, 1 KiB, one at a time \
+         (paired run, medians)\n\n\
+         | engine | op | backend | engine's client | backend / client (throughput) |\n\
+         |---|---|---|---|---|\n",
+    );
+    for (label, op, ours, raw, ratio) in rows {
+        let _ = writeln!(
+            md,
+            "| {label} | {op} | {} | {} | {}× |",
+            time(ours),
+            time(raw),
+            sig(ratio)
+        );
+    }
+    md.push('\n');
+}
+
 fn client_table(results: &Results, md: &mut String, node: Option<&str>) {
     if !results.metrics.keys().any(|k| k.starts_with("client/")) {
         return;
@@ -279,6 +316,7 @@ pub fn markdown(results: &Results, comparison: Option<(&str, &[Change])>) -> Str
     }
     criterion_tables(results, &mut md);
     load_table(results, &mut md);
+    engines_table(results, &mut md);
     client_table(results, &mut md, results.node.as_deref());
     if !results.notes.is_empty() {
         md.push_str("Notes:\n\n");
@@ -347,5 +385,29 @@ mod tests {
         assert!(!md.contains("file, durable"));
         assert!(!md.contains("Compared with baseline"));
         assert!(markdown(&r, Some(("main", &[]))).contains("Compared with baseline `main`"));
+        assert!(!md.contains("### Engines"));
+    }
+
+    #[test]
+    fn engine_figures_get_their_table_and_ratios() {
+        let r = results(&[
+            ("engines/postgres/set/backend", 250_000.0, Unit::Ns),
+            ("engines/postgres/set/raw", 200_000.0, Unit::Ns),
+            ("engines/postgres/set/backend_over_raw", 0.8, Unit::Ratio),
+            ("load/emulator_postgres/get/16/rate", 5000.0, Unit::PerSec),
+        ]);
+        let md = markdown(&r, None);
+        assert!(
+            md.contains("| PostgreSQL | set | 250 µs | 200 µs | 0.80× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("set 1 KiB on PostgreSQL: backend / a prepared statement (throughput, paired run) | 0.80× | ≥ 0.80× | pass ✓"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| GET | blobs-emulator over PostgreSQL | — | 5,000/s"),
+            "{md}"
+        );
     }
 }

@@ -3,9 +3,10 @@
 //! and their targets, an SVG chart, the figures as JSON).
 //!
 //! Criterion benchmarks (`stores`, `jobs`, `emulator`) run through `cargo bench`. The load run
-//! (`http`) and the client comparison (`client`) run in this process with the project's own
-//! load generator, against servers started as child processes on 127.0.0.1: the release
-//! `blobs-emulator` and the official Node `BlobsServer`. A load generator built without
+//! (`http`), the client comparison (`client`) and the engines (`engines`) run in this process
+//! with the project's own load generator, against servers started as child processes on
+//! 127.0.0.1: the release `blobs-emulator`, the official Node `BlobsServer`, SeaweedFS and
+//! PostgreSQL. A load generator built without
 //! optimizations would measure itself, so when those groups are asked for, a debug build of
 //! this task re-runs itself as a release build first.
 
@@ -13,6 +14,7 @@ mod args;
 mod baseline;
 mod clients;
 mod criterion;
+mod engines;
 mod http;
 mod load;
 mod markdown;
@@ -213,6 +215,10 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
                 let runtime = runtime()?;
                 runtime.block_on(clients::run(&mut ctx, &emulator, node.as_ref()))?;
             }
+            Group::Engines => {
+                let runtime = runtime()?;
+                runtime.block_on(engines::run(&mut ctx, &emulator))?;
+            }
         }
     }
     finish(&ctx, baseline.as_ref())?;
@@ -250,6 +256,7 @@ fn total_steps(args: &Args, node: bool) -> usize {
             Group::Emulator => criterion::HTTP_BACKEND.ids().len(),
             Group::Http => http::steps(args.rounds(), node),
             Group::Client => clients::steps(node),
+            Group::Engines => engines::steps(args.rounds()),
         })
         .sum()
 }
@@ -327,6 +334,9 @@ mod tests {
         assert_eq!(total_steps(&args, true), 4 * 6 + 3 + 8);
         assert_eq!(total_steps(&args, false), 3 * 6 + 2 + 4);
         let all = Args::default();
-        assert_eq!(total_steps(&all, true), 16 + 12 + 9 + 2 * 24 + 3 + 8);
+        assert_eq!(
+            total_steps(&all, true),
+            16 + 12 + 9 + 2 * 24 + 3 + 8 + 2 * 2 * 3
+        );
     }
 }

@@ -63,6 +63,31 @@ impl Server {
                 Some(dir)
             }
         };
+        Self::start_emulator(cmd, exe, token, dir).await
+    }
+
+    /// Starts `blobs-emulator serve --store-url URL` from `exe`, with `env` (the engine's
+    /// credentials), on 127.0.0.1 and a free port.
+    pub async fn emulator_over(
+        exe: &Path,
+        url: &str,
+        env: &[(String, String)],
+        token: &str,
+    ) -> Result<Server> {
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--quiet"])
+            .args(["--site", SITE, "--store-url", url])
+            .env("BLOBS_EMULATOR_TOKEN", token)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Self::start_emulator(cmd, exe, token, None).await
+    }
+
+    async fn start_emulator(
+        mut cmd: Command,
+        exe: &Path,
+        token: &str,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Server> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,15 +2,18 @@
 //! concurrency levels by id (with their labels in the report), and the ratios that matter with
 //! their targets.
 
+use super::engines::{ENGINES, OPS as ENGINE_OPS};
 use super::markdown::sig;
 use super::results::Results;
 
 /// Server ids of the load run, in report order, with their labels. The in-memory emulator
 /// has no target: it shows what the storage engine costs the others.
-pub const SERVERS: [(&str, &str); 4] = [
+pub const SERVERS: [(&str, &str); 6] = [
     ("emulator_nosync", "blobs-emulator --no-fsync"),
     ("emulator_durable", "blobs-emulator (durable, fsync)"),
     ("emulator_memory", "blobs-emulator --in-memory"),
+    ("emulator_s3", "blobs-emulator over S3 (SeaweedFS)"),
+    ("emulator_postgres", "blobs-emulator over PostgreSQL"),
     ("blobs_server", "BlobsServer (Node, official)"),
 ];
 
@@ -177,6 +180,22 @@ pub fn ratios(results: &Results) -> Vec<Ratio> {
             target: Target::AtLeast(0.8),
         },
     ];
+    for (engine, label) in ENGINES {
+        for op in ENGINE_OPS {
+            let client = match engine {
+                "s3" => format!("object_store {}", if op == "set" { "put" } else { "get" }),
+                _ => "a prepared statement".to_owned(),
+            };
+            out.push(Ratio {
+                label: format!(
+                    "{op} 1 KiB on {label}: backend / {client} (throughput, paired run)"
+                ),
+                value: results.get(&format!("engines/{engine}/{op}/backend_over_raw")),
+                percent: false,
+                target: Target::AtLeast(0.8),
+            });
+        }
+    }
     for op in ["get", "set"] {
         for workers in CLIENT_WORKERS {
             let what = if workers == 1 {

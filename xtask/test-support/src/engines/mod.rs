@@ -18,7 +18,9 @@
 //! for the conformance suite, which the end of the process stops; the fault tests start
 //! their own, to stop and start them mid-run.
 //!
-//! A missing engine binary or installer panics with one message naming the install step.
+//! A missing engine binary or installer panics with one message naming the install step;
+//! [`SeaweedFs::try_start`] and [`Postgres::try_start`] return it as an [`Unavailable`]
+//! instead, for callers that go on without the engine (`cargo xtask conformance`).
 
 mod postgres;
 mod seaweedfs;
@@ -28,7 +30,48 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 pub use postgres::{Postgres, shared_postgres};
-pub use seaweedfs::{SEAWEEDFS_VERSION, SeaweedFs, seaweedfs_binary, shared_seaweedfs};
+pub use seaweedfs::{
+    SEAWEEDFS_VERSION, SeaweedFs, seaweedfs_binary, shared_seaweedfs, try_seaweedfs_binary,
+};
+
+/// Why an engine cannot be used: it is missing from this machine (and the message names the
+/// install step), or it is there but failed to start (and the message says how).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    missing: bool,
+    message: String,
+}
+
+impl Unavailable {
+    /// The engine or its installer is missing; `step` installs it.
+    pub fn new(why: impl std::fmt::Display, step: &str) -> Self {
+        Unavailable {
+            missing: true,
+            message: format!("{why}; the install step is: {step}"),
+        }
+    }
+
+    /// The engine is installed but did not start.
+    pub fn failed(engine: &str, why: impl std::fmt::Display) -> Self {
+        Unavailable {
+            missing: false,
+            message: format!("{engine} did not start: {why}"),
+        }
+    }
+
+    /// Whether the engine is missing from this machine (rather than failing to start).
+    pub fn is_missing(&self) -> bool {
+        self.missing
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Unavailable {}
 
 /// `n` distinct free loopback ports: all bound at once, then released for the engine.
 pub fn free_ports(n: usize) -> Vec<u16> {

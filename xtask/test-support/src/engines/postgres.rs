@@ -10,7 +10,7 @@ use blobjobs_store_api::BlobStore;
 use tokio::sync::OnceCell;
 
 use super::supervisor::{StopWith, Supervisor};
-use super::{free_ports, random_hex};
+use super::{Unavailable, free_ports, random_hex};
 use crate::child;
 
 /// Where Debian's `postgresql-15` puts the server binaries.
@@ -20,7 +20,11 @@ pub const BIN_ENV: &str = "BLOBJOBS_PG_BIN";
 
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-fn bin_dir() -> PathBuf {
+/// The install step every missing piece names.
+const INSTALL_STEP: &str = "apt-get install -y postgresql-15 (or set BLOBJOBS_PG_BIN to a \
+                            directory holding initdb and postgres)";
+
+fn bin_dir() -> Result<PathBuf, Unavailable> {
     checked_bin_dir(
         std::env::var_os(BIN_ENV)
             .map(PathBuf::from)
@@ -28,44 +32,48 @@ fn bin_dir() -> PathBuf {
     )
 }
 
-/// `dir`, if it holds `initdb` and `postgres`; otherwise a panic naming the install step.
-fn checked_bin_dir(dir: PathBuf) -> PathBuf {
+/// `dir`, if it holds `initdb` and `postgres`; otherwise why not, naming the install step.
+fn checked_bin_dir(dir: PathBuf) -> Result<PathBuf, Unavailable> {
     for tool in ["initdb", "postgres"] {
-        assert!(
-            dir.join(tool).is_file(),
-            "PostgreSQL's {tool} is missing from {}: install the server with \
-             `apt-get install -y postgresql-15` (or set {BIN_ENV} to a directory holding \
-             initdb and postgres)",
-            dir.display()
-        );
+        if !dir.join(tool).is_file() {
+            return Err(Unavailable::new(
+                format!(
+                    "PostgreSQL's {tool} is missing from {} (the server is not installed)",
+                    dir.display()
+                ),
+                INSTALL_STEP,
+            ));
+        }
     }
-    dir
+    Ok(dir)
 }
 
 /// The user and group IDs of the `postgres` user, when this process runs as root (the
 /// server refuses to run as root); `None` otherwise.
-fn run_as() -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+fn run_as() -> Result<Option<(u32, u32)>, Unavailable> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(None);
+    };
     let uid = status
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?;
-    if uid != "0" {
-        return None;
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next());
+    if uid != Some("0") {
+        return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let entry = passwd
+    let fields: Option<Vec<&str>> = passwd
         .lines()
         .find(|l| l.starts_with("postgres:"))
-        .unwrap_or_else(|| {
-            panic!(
-                "the tests run as root, and PostgreSQL must run as the postgres user, which \
-                 does not exist: install the server with `apt-get install -y postgresql-15`"
-            )
-        });
-    let fields: Vec<&str> = entry.split(':').collect();
-    Some((fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+        .map(|entry| entry.split(':').collect());
+    let ids = fields.and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)));
+    match ids {
+        Some(ids) => Ok(Some(ids)),
+        None => Err(Unavailable::new(
+            "running as root, PostgreSQL must run as the postgres user, which does not exist",
+            INSTALL_STEP,
+        )),
+    }
 }
 
 /// `program` run as `ids` (with `setpriv`, which execs it, so stopping the PID stops it).
@@ -102,23 +110,32 @@ impl std::fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    /// Runs `initdb`, starts the server and waits until a store answers.
+    /// Runs `initdb`, starts the server and waits until a store answers. Panics if it
+    /// cannot ([`Postgres::try_start`] returns why).
     pub async fn start() -> Postgres {
-        let bin = bin_dir();
-        let ids = run_as();
+        Self::try_start()
+            .await
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`Postgres::start`], or why PostgreSQL cannot be found or started.
+    pub async fn try_start() -> Result<Postgres, Unavailable> {
+        let bin = bin_dir()?;
+        let ids = run_as()?;
+        let failed = |e: std::io::Error| Unavailable::failed("PostgreSQL", e);
         let started = Instant::now();
         // A short path: the Unix socket's path must stay under 107 bytes.
         let base = tempfile::Builder::new()
             .prefix("blobjobs-pg-")
             .tempdir_in("/tmp")
-            .unwrap()
+            .map_err(failed)?
             .keep();
         let password = random_hex(16);
         let pwfile = base.join("pw");
-        std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+        std::fs::write(&pwfile, format!("{password}\n")).map_err(failed)?;
         if let Some((uid, gid)) = ids {
-            std::os::unix::fs::chown(&base, Some(uid), Some(gid)).unwrap();
-            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+            std::os::unix::fs::chown(&base, Some(uid), Some(gid)).map_err(failed)?;
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).map_err(failed)?;
         }
         let data = base.join("data");
         let mut initdb = command_as(ids, &bin.join("initdb"));
@@ -133,17 +150,22 @@ impl Postgres {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = child::wait(
-            initdb
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run initdb: {e}")),
+            initdb.spawn().map_err(|e| {
+                Unavailable::failed("PostgreSQL", format!("cannot run initdb: {e}"))
+            })?,
             Duration::from_secs(60),
         );
-        assert!(
-            out.status.success(),
-            "initdb failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&base);
+            return Err(Unavailable::failed(
+                "PostgreSQL",
+                format!(
+                    "initdb failed ({}):\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ));
+        }
         let port = free_ports(1)[0];
         let mut server = command_as(ids, &bin.join("postgres"));
         server
@@ -169,34 +191,43 @@ impl Postgres {
             stop,
             &base.join("server.log"),
             std::slice::from_ref(&base),
-        );
+        )?;
         let mut pg = Postgres {
             supervisor,
             port,
             password,
             started_in: Duration::ZERO,
         };
-        pg.wait_ready().await;
+        pg.try_wait_ready().await?;
         pg.started_in = started.elapsed();
-        pg
+        Ok(pg)
     }
 
     async fn wait_ready(&self) {
+        self.try_wait_ready()
+            .await
+            .unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    async fn try_wait_ready(&self) -> Result<(), Unavailable> {
         let deadline = Instant::now() + READY_WITHIN;
         let store = self.store("ready");
         let mut last = String::new();
         while Instant::now() < deadline {
-            self.supervisor.assert_alive();
+            self.supervisor.check_alive()?;
             match store.get_metadata("sentinel").await {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "PostgreSQL did not answer within {READY_WITHIN:?} ({last}); its log ends with:\n{}",
-            self.supervisor.log_tail()
-        );
+        Err(Unavailable::failed(
+            "PostgreSQL",
+            format!(
+                "no answer within {READY_WITHIN:?} ({last}); its log ends with:\n{}",
+                self.supervisor.log_tail()
+            ),
+        ))
     }
 
     /// The port.
@@ -271,9 +302,14 @@ mod tests {
     use super::*;
 
     #[test]
-    #[should_panic(expected = "install the server with `apt-get install -y postgresql-15`")]
     fn missing_binaries_name_the_install_step() {
         let empty = tempfile::tempdir().unwrap();
-        checked_bin_dir(empty.path().to_path_buf());
+        let why = checked_bin_dir(empty.path().to_path_buf()).unwrap_err();
+        assert!(why.is_missing());
+        assert!(
+            why.to_string()
+                .contains("the install step is: apt-get install -y postgresql-15"),
+            "{why}"
+        );
     }
 }

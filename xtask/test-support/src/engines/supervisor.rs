@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Unavailable;
+
 /// The supervisor's script. Arguments: the stop signal, the grace period in seconds before
 /// SIGKILL, the log file, the number N of paths to remove at the end, those N paths, then the
 /// engine's command. It prints the engine's PID after each start and `stopped` after each
@@ -70,7 +72,7 @@ impl Supervisor {
         stop: StopWith,
         log: &Path,
         cleanup: &[PathBuf],
-    ) -> Supervisor {
+    ) -> Result<Supervisor, Unavailable> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(SCRIPT)
@@ -94,9 +96,13 @@ impl Supervisor {
         if let Some(dir) = engine.get_current_dir() {
             cmd.current_dir(dir);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {what} supervisor (sh): {e}"));
+        // A process group of its own: a Ctrl-C at the terminal reaches the test or xtask, not
+        // the supervisor, which then stops the engine and cleans up when its stdin closes.
+        // In the terminal's group, the shell would die of the signal before cleaning up.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().map_err(|e| {
+            Unavailable::failed(what, format!("cannot start its supervisor (sh): {e}"))
+        })?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let mut sup = Supervisor {
@@ -108,7 +114,7 @@ impl Supervisor {
             what,
         };
         sup.pid = Some(sup.read_pid());
-        sup
+        Ok(sup)
     }
 
     fn read_line(&mut self) -> String {
@@ -168,14 +174,18 @@ impl Supervisor {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// Panics with the log's tail unless the engine runs.
-    pub fn assert_alive(&self) {
-        assert!(
-            self.engine_alive(),
-            "{} exited during start-up; its log ends with:\n{}",
+    /// Why not, with the log's tail, unless the engine runs.
+    pub fn check_alive(&self) -> Result<(), Unavailable> {
+        if self.engine_alive() {
+            return Ok(());
+        }
+        Err(Unavailable::failed(
             self.what,
-            self.log_tail()
-        );
+            format!(
+                "it exited during start-up; its log ends with:\n{}",
+                self.log_tail()
+            ),
+        ))
     }
 }
 
