@@ -53,7 +53,7 @@ pub enum Verdict {
 pub struct CaseReport {
     /// The case's name, phrased as the behaviour it checks.
     pub name: String,
-    /// The area (one source file of cases) it belongs to.
+    /// The area (one source file or folder of cases) it belongs to.
     pub area: String,
     /// Single-instance or cross-instance.
     pub scope: Scope,
