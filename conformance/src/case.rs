@@ -64,14 +64,14 @@ pub(crate) struct Case {
 pub struct CaseInfo {
     /// The name, phrased as the behaviour it checks.
     pub name: &'static str,
-    /// The area it belongs to (one source file of cases).
+    /// The area it belongs to (one source file or folder of cases).
     pub area: &'static str,
     /// Single-instance or cross-instance.
     pub scope: Scope,
 }
 
 impl Case {
-    /// Whether the case grades the job layer (its area is one of the `jobs*` files), so
+    /// Whether the case grades the job layer (its area is one of the `jobs*` files or folders), so
     /// that it runs against a job store alone too.
     pub(crate) fn is_job(&self) -> bool {
         self.area.starts_with("jobs")

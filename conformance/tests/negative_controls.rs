@@ -3,7 +3,7 @@
 //! store written directly on a map), and catches every one of a catalogue of deliberately
 //! broken stores, each with one fault, in every default run.
 //!
-//! The catalogue (the stores are in `common/mod.rs`; "never yields" means nothing but a few
+//! The catalogue (the stores are in `common/`; "never yields" means nothing but a few
 //! instructions lie between the store's check and its write):
 //!
 //! | broken store | its one fault | the case that catches it | reported cause |

@@ -21,6 +21,7 @@ pub fn run(root: &Path) -> Result<()> {
         let text = fs::read_to_string(&file)?;
         let rel = rel.display().to_string();
         check_module_doc(&rel, &text, &mut problems);
+        check_file_length(&rel, &text, &mut problems);
         check_no_machine_paths(&rel, &text, &mut problems);
         check_no_path_includes(&rel, &text, &mut problems);
     }
@@ -80,6 +81,36 @@ fn check_module_doc(rel: &str, text: &str, problems: &mut Vec<String>) {
     if !first.starts_with("//!") {
         problems.push(format!(
             "{rel}: must start with a `//!` line saying what it is for"
+        ));
+    }
+}
+
+/// The most lines a Rust file may have unless its header says why it must be one piece.
+const MAX_LINES: usize = 800;
+
+/// The words that mark the reason in the header of a longer file.
+const ONE_PIECE: &str = "one piece";
+
+/// A Rust file has at most [`MAX_LINES`] lines, so that each file does one thing and reads in
+/// one sitting; a longer one says in its `//!` header (the `//!` lines it starts with) why it
+/// must be [`ONE_PIECE`], in those words, which may break across the header's lines.
+fn check_file_length(rel: &str, text: &str, problems: &mut Vec<String>) {
+    let lines = text.lines().count();
+    if lines <= MAX_LINES {
+        return;
+    }
+    let header = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .map_while(|l| l.trim_start().strip_prefix("//!"))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    if !header.contains(ONE_PIECE) {
+        problems.push(format!(
+            "{rel}: {lines} lines, over the {MAX_LINES} a file may have; split it by concern, or \
+             say in its `//!` header why it must be {ONE_PIECE}"
         ));
     }
 }
@@ -299,6 +330,40 @@ mod tests {
         assert!(p.is_empty());
         check_module_doc("b.rs", "use std::fs;\n", &mut p);
         assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn long_files_are_split_or_say_in_their_header_why_they_are_one_piece() {
+        let body = "fn f() {}\n".repeat(MAX_LINES - 1);
+        let mut p = Vec::new();
+        let at_limit = format!("//! Does a thing.\n{body}");
+        assert_eq!(at_limit.lines().count(), MAX_LINES);
+        check_file_length("a.rs", &at_limit, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+
+        check_file_length("b.rs", &format!("{at_limit}fn g() {{}}\n"), &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("b.rs: 801 lines, over the 800"),
+            "{}",
+            p[0]
+        );
+
+        // The reason counts in the header, also broken across its lines and capitalized.
+        let kept = format!("//! A table of cases that stays One\n//! Piece: see below.\n{body}");
+        check_file_length("c.rs", &kept, &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        // Anywhere else it does not: not in a later comment, not after the header ends.
+        for (name, text) in [
+            ("d.rs", format!("//! Does a thing.\n// one piece\n{body}")),
+            (
+                "e.rs",
+                format!("//! Does a thing.\n\n//! one piece\n{body}"),
+            ),
+        ] {
+            check_file_length(name, &text, &mut p);
+        }
+        assert_eq!(p.len(), 3, "{p:?}");
     }
 
     #[test]

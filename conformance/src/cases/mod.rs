@@ -1,5 +1,5 @@
-//! The case library, one area per file. Each case is named as the behaviour it checks and is
-//! tagged single-instance or cross-instance.
+//! The case library, one area per file or folder. Each case is named as the behaviour it
+//! checks and is tagged single-instance or cross-instance.
 
 pub(crate) mod blob_model;
 pub(crate) mod blob_rw;

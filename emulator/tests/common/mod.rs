@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod binary;
+pub mod cli;
 pub mod raw;
 
 use std::net::SocketAddr;
