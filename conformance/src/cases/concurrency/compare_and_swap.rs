@@ -23,7 +23,10 @@ async fn counter(ctx: Ctx, cross: bool) -> Result<(), Failure> {
     let op = op_time(&insts[0]).await?;
     let mut keys = Vec::new();
     // Races on threads and interleaved by turns (see `race`), each on a counter of its own.
-    for round in 0..6 {
+    // A round is ten steps or more of every instance, so a third of the race rounds (8 by
+    // default, and more as `Options::cases` grows) is enough to catch a store that checks
+    // and writes without yielding in nearly every run.
+    for round in 0..(ctx.options().race_rounds() / 3).max(6) {
         keys.push(count(&ctx, &insts, round, op, cross).await?);
     }
     let reader = if cross {
