@@ -51,6 +51,7 @@ impl Need {
 pub(crate) type CaseFn = fn(Ctx) -> BoxFuture<'static, Result<(), Failure>>;
 
 /// One named behaviour.
+#[derive(Clone, Copy)]
 pub(crate) struct Case {
     pub(crate) name: &'static str,
     pub(crate) area: &'static str,

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 
 use crate::case::Case;
 use crate::ctx::{Ctx, Failure, Target};
@@ -89,90 +89,19 @@ pub(crate) async fn run_cases(
         .collect();
     let total = selected.len();
     // Settle checks run in the background while later cases run; a case is reported, in run
-    // order, once its check is done.
+    // order, once its check is done. `Options::parallel` cases run at once (by default one).
     let mut pending: VecDeque<Finished> = VecDeque::new();
     let mut done = 0usize;
-    for (index, case) in selected.iter().enumerate() {
-        let case_started = Instant::now();
-        let missing = if target.blobs.is_none() && !case.is_job() {
-            Some("the run grades a job store alone; blob-store cases do not apply")
-        } else {
-            case.needs
-                .iter()
-                .find_map(|n| n.missing(&caps, target.blobs.as_deref()))
-        };
-        let mut check = None;
-        let (verdict, cause) = if let Some(reason) = missing {
-            (
-                Verdict::Skipped {
-                    reason: reason.to_owned(),
-                },
-                None,
-            )
-        } else {
-            let ctx = Ctx::new(
-                target.clone(),
-                format!("{run_prefix}c{index:02}/"),
-                caps.clone(),
-                options.clone(),
-                case_seed(seed, case.name),
-            );
-            let body = AssertUnwindSafe((case.run)(ctx.clone())).catch_unwind();
-            match tokio::time::timeout(options.case_timeout, body).await {
-                Ok(Ok(Ok(()))) => {
-                    if !ctx.ledger().is_empty() {
-                        let handle = tokio::spawn(settle::check(ctx.clone()));
-                        check = Some((ctx, handle));
-                    }
-                    (Verdict::Passed, None)
-                }
-                Ok(Ok(Err(failure))) => {
-                    let cause = cause_of(case, failure.cause, &ctx);
-                    (
-                        Verdict::Failed {
-                            message: failure.message,
-                            timeline: failure.timeline.unwrap_or_else(|| ctx.timeline()),
-                            replay: Some(
-                                failure
-                                    .replay
-                                    .unwrap_or_else(|| replay_line(seed, case.name)),
-                            ),
-                        },
-                        Some(cause),
-                    )
-                }
-                Ok(Err(payload)) => (
-                    Verdict::Failed {
-                        message: format!("the case panicked: {}", panic_text(payload.as_ref())),
-                        timeline: ctx.timeline(),
-                        replay: Some(replay_line(seed, case.name)),
-                    },
-                    Some(causes::PANICS),
-                ),
-                Err(_) => (
-                    Verdict::Failed {
-                        message: format!(
-                            "the case did not finish within {} s",
-                            options.case_timeout.as_secs()
-                        ),
-                        timeline: ctx.timeline(),
-                        replay: Some(replay_line(seed, case.name)),
-                    },
-                    Some(cause_of(case, Some(causes::TOO_SLOW), &ctx)),
-                ),
-            }
-        };
-        pending.push_back(Finished {
-            report: CaseReport {
-                name: case.name.to_owned(),
-                area: case.area.to_owned(),
-                scope: case.scope,
-                verdict,
-                cause: cause.map(str::to_owned),
-                millis: case_started.elapsed().as_millis() as u64,
-            },
-            check,
-        });
+    let mut runs = futures_util::stream::iter(selected.iter().copied().enumerate())
+        .map(|(index, case)| {
+            let (target, caps, options) = (target.clone(), caps.clone(), options.clone());
+            let run_prefix = run_prefix.clone();
+            async move { run_one(&target, &caps, &options, seed, &run_prefix, index, &case).await }
+                .boxed()
+        })
+        .buffered(options.parallel.max(1));
+    while let Some(finished) = runs.next().await {
+        pending.push_back(finished);
         // Report every case at the front whose check has finished.
         while pending.front().is_some_and(|f| {
             f.check
@@ -209,6 +138,99 @@ pub(crate) async fn run_cases(
     }
     report.millis = started.elapsed().as_millis() as u64;
     report
+}
+
+/// Runs case number `index` of a run (or skips it) and returns it with its settle check,
+/// if it has one, under way.
+async fn run_one(
+    target: &Target,
+    caps: &Capabilities,
+    options: &Options,
+    seed: u64,
+    run_prefix: &str,
+    index: usize,
+    case: &Case,
+) -> Finished {
+    let case_started = Instant::now();
+    let missing = if target.blobs.is_none() && !case.is_job() {
+        Some("the run grades a job store alone; blob-store cases do not apply")
+    } else {
+        case.needs
+            .iter()
+            .find_map(|n| n.missing(caps, target.blobs.as_deref()))
+    };
+    let mut check = None;
+    let (verdict, cause) = if let Some(reason) = missing {
+        (
+            Verdict::Skipped {
+                reason: reason.to_owned(),
+            },
+            None,
+        )
+    } else {
+        let ctx = Ctx::new(
+            target.clone(),
+            format!("{run_prefix}c{index:02}/"),
+            caps.clone(),
+            options.clone(),
+            case_seed(seed, case.name),
+        );
+        let body = AssertUnwindSafe((case.run)(ctx.clone())).catch_unwind();
+        match tokio::time::timeout(options.case_timeout, body).await {
+            Ok(Ok(Ok(()))) => {
+                if !ctx.ledger().is_empty() {
+                    let handle = tokio::spawn(settle::check(ctx.clone()));
+                    check = Some((ctx, handle));
+                }
+                (Verdict::Passed, None)
+            }
+            Ok(Ok(Err(failure))) => {
+                let cause = cause_of(case, failure.cause, &ctx);
+                (
+                    Verdict::Failed {
+                        message: failure.message,
+                        timeline: failure.timeline.unwrap_or_else(|| ctx.timeline()),
+                        replay: Some(
+                            failure
+                                .replay
+                                .unwrap_or_else(|| replay_line(seed, case.name)),
+                        ),
+                    },
+                    Some(cause),
+                )
+            }
+            Ok(Err(payload)) => (
+                Verdict::Failed {
+                    message: format!("the case panicked: {}", panic_text(payload.as_ref())),
+                    timeline: ctx.timeline(),
+                    replay: Some(replay_line(seed, case.name)),
+                },
+                Some(causes::PANICS),
+            ),
+            Err(_) => (
+                Verdict::Failed {
+                    message: format!(
+                        "the case did not finish within {} s",
+                        options.case_timeout.as_secs()
+                    ),
+                    timeline: ctx.timeline(),
+                    replay: Some(replay_line(seed, case.name)),
+                },
+                Some(cause_of(case, Some(causes::TOO_SLOW), &ctx)),
+            ),
+        }
+    };
+    Finished {
+        report: CaseReport {
+            name: case.name.to_owned(),
+            area: case.area.to_owned(),
+            scope: case.scope,
+            verdict,
+            cause: cause.map(str::to_owned),
+            millis: case_started.elapsed().as_millis() as u64,
+        },
+        check,
+    }
 }
 
 /// Completes a finished case with its settle check (waiting for it), adds it to the report

@@ -233,6 +233,9 @@ async fn an_http_endpoint_passes_and_the_token_is_never_printed() {
             "--cases",
             CASES,
             "--processes",
+            // A few cases at once, as for a store behind a network.
+            "--parallel",
+            "3",
         ],
         &env,
     )
