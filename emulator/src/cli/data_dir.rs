@@ -17,6 +17,10 @@ pub const DEFAULT_DIR: &str = ".blobs-emulator";
 /// The file holding the generated token (mode 0600).
 pub const TOKEN_FILE: &str = "token";
 
+/// The file that keeps a data directory the emulator created out of version control: it
+/// holds local data and the kept token, which must not be committed by accident.
+pub const GITIGNORE_FILE: &str = ".gitignore";
+
 /// The file recording the server last started on the directory.
 pub const SERVER_FILE: &str = "server.json";
 
@@ -96,6 +100,7 @@ impl DataDir {
     /// ignores them and a read-only mount or a full disk refuses writes whatever they say.
     pub fn prepare(&self) -> Result<()> {
         let shown = self.path.display();
+        let created = !self.path.exists();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -119,7 +124,16 @@ impl DataDir {
                 "the data directory {shown} is not writable: {}; give another with --dir, or use --in-memory",
                 os(&e)
             )
-        })
+        })?;
+        // Only in a directory this call created: one the user made is theirs to manage.
+        if created {
+            std::fs::write(
+                self.file(GITIGNORE_FILE),
+                "# Created by blobs-emulator: local data and a token, not for version control.\n*\n",
+            )
+            .map_err(|e| anyhow::anyhow!("cannot write in the data directory {shown}: {}", os(&e)))?;
+        }
+        Ok(())
     }
 
     /// The kept token, if there is one.
@@ -252,14 +266,32 @@ mod tests {
             assert_eq!(mode(&dir.file(TOKEN_FILE)), 0o600);
             assert_eq!(mode(dir.path()), 0o700);
         }
-        // Nothing but the token is left behind: the probe and temporary files are gone.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        // Nothing but the token and the ignore file is left behind: the probe and temporary
+        // files are gone.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [TOKEN_FILE]);
+        names.sort();
+        assert_eq!(names, [GITIGNORE_FILE, TOKEN_FILE]);
         std::fs::write(dir.file(TOKEN_FILE), "\n").unwrap();
         assert!(dir.token().is_err());
+    }
+
+    /// A directory the emulator creates ignores itself in git; one that existed is left as
+    /// it was.
+    #[test]
+    fn a_created_data_directory_keeps_itself_out_of_version_control() {
+        let tmp = tempfile::tempdir().unwrap();
+        let created = DataDir::new(tmp.path().join("new"));
+        created.prepare().unwrap();
+        let ignore = std::fs::read_to_string(created.file(GITIGNORE_FILE)).unwrap();
+        assert_eq!(ignore.lines().last(), Some("*"));
+        // A second start keeps it and adds nothing.
+        created.prepare().unwrap();
+        let existing = DataDir::new(tmp.path());
+        existing.prepare().unwrap();
+        assert!(!existing.file(GITIGNORE_FILE).exists());
     }
 
     #[test]
