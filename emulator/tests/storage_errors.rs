@@ -55,8 +55,10 @@ async fn a_full_disk_answers_507_and_damages_no_value() {
         .args(["--user", "--map-root-user", "--mount", "true"])
         .status();
     if !namespaces.is_ok_and(|s| s.success()) {
-        println!(
-            "SKIPPED: user and mount namespaces are not available, so no small disk can be made"
+        blobjobs_test_support::skip(
+            "the full-disk test",
+            "user and mount namespaces are not available, so no small disk can be made",
+            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)",
         );
         return;
     }

@@ -95,7 +95,8 @@ pub async fn install_folder(dir: &Path, marker: &str) -> Result<(), Unavailable>
 }
 
 /// The `interop` folder with its packages installed (by [`install`]), or `None` after
-/// printing why `what` is skipped when `node` or `npm` is missing; a failed install fails the
+/// printing why `what` is skipped when `node` or `npm` is missing (a failure under
+/// `cargo xtask ci`, see [`crate::skip`]); a failed install fails the
 /// test. The check and the install run once per test binary, however many tests ask at the
 /// same time.
 pub async fn prepare(what: &str) -> Option<PathBuf> {
@@ -104,7 +105,11 @@ pub async fn prepare(what: &str) -> Option<PathBuf> {
     match PREPARED.get_or_init(|| install(&dir)).await {
         Ok(()) => Some(dir),
         Err(Unavailable::NotInstalled(program)) => {
-            println!("SKIPPED: {program} is not installed, so {what} cannot run");
+            crate::skip(
+                what,
+                &format!("{program} is not installed"),
+                "install Node.js 18 or later with npm (Debian: apt-get install nodejs npm)",
+            );
             None
         }
         Err(failed) => panic!("{failed}"),

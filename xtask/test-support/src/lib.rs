@@ -35,3 +35,52 @@ pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     here.canonicalize().unwrap_or(here)
 }
+
+/// The variable `cargo xtask ci` sets for its tests: a test that would skip because this
+/// machine lacks a tool or a kernel feature fails instead, so that CI cannot pass without
+/// running it. Plain `cargo test` leaves it unset, and such tests skip with a note.
+pub const REQUIRE_ALL_ENV: &str = "BLOBJOBS_REQUIRE_ALL";
+
+/// For a test that cannot run here because `why`: prints a note naming `what` is skipped
+/// and `fix` (how to get what is missing) and returns, so that the caller returns too;
+/// panics with the same words instead when [`REQUIRE_ALL_ENV`] is set.
+pub fn skip(what: &str, why: &str, fix: &str) {
+    let required = std::env::var_os(REQUIRE_ALL_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    skip_or_fail(required, what, why, fix);
+}
+
+fn skip_or_fail(required: bool, what: &str, why: &str, fix: &str) {
+    if required {
+        panic!("{what} cannot run: {why}; {fix} ({REQUIRE_ALL_ENV} is set, so nothing is skipped)");
+    }
+    println!("SKIPPED: {what}: {why}; {fix}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_or_fail;
+
+    #[test]
+    fn a_missing_tool_skips_a_test_only_when_not_everything_is_required() {
+        skip_or_fail(
+            false,
+            "the interop test",
+            "node is not installed",
+            "install it",
+        );
+        let required = std::panic::catch_unwind(|| {
+            skip_or_fail(
+                true,
+                "the interop test",
+                "node is not installed",
+                "install it",
+            )
+        });
+        let message = required.unwrap_err();
+        let message = message.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains("node is not installed; install it"),
+            "{message}"
+        );
+    }
+}
