@@ -598,3 +598,60 @@ async fn the_access_log_has_a_line_per_request_and_follows_quiet_and_json() {
     assert!(request["duration_ms"].is_number(), "{request}");
     assert!(!request["path"].as_str().unwrap().contains("topsecret"));
 }
+
+/// Whether process `pid` still runs (a zombie waiting for its new parent to reap it does not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name.split_whitespace().next().map(|s| s != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// A launcher killed with SIGKILL (which it cannot pass on) leaves no emulator behind when
+/// it named itself in BLOBS_EMULATOR_PARENT_PID; without the variable the emulator stays.
+#[tokio::test]
+async fn the_emulator_stops_when_the_launcher_that_named_itself_dies() {
+    for names_itself in [true, false] {
+        let variable = if names_itself {
+            "BLOBS_EMULATOR_PARENT_PID=$$ "
+        } else {
+            ""
+        };
+        // The shell stands for the launcher: it starts the emulator, prints its pid, waits.
+        let script = format!(
+            "{variable}\"$0\" serve --in-memory --port 0 --token t >/dev/null 2>&1 & echo $!; wait"
+        );
+        let mut launcher = command(&["sh", "-c", &script, BIN], None, &[]);
+        launcher.stdout(Stdio::piped());
+        let mut launcher = launcher.spawn().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            launcher.stdout.take().unwrap(),
+        ));
+        let pid = lines.next_line().await.unwrap().unwrap();
+        // Wait until the emulator runs, then kill the launcher outright.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !running(&pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        launcher.kill().await.unwrap();
+        // It looks four times a second; without the variable, a second shows it stays.
+        let patience = std::time::Duration::from_secs(if names_itself { 10 } else { 1 });
+        let deadline = std::time::Instant::now() + patience;
+        while running(&pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let outlived = running(&pid);
+        if outlived {
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+        }
+        assert_eq!(
+            outlived,
+            !names_itself,
+            "with the variable {}: the emulator outlived its killed launcher: {outlived}",
+            if names_itself { "set" } else { "unset" }
+        );
+    }
+}

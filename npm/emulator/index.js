@@ -115,6 +115,8 @@ async function startEmulator(options = {}) {
   for (const name of Object.keys(env)) {
     if (name.startsWith('BLOBS_EMULATOR_') && name !== 'BLOBS_EMULATOR_TOKEN') delete env[name];
   }
+  // A test process killed outright (a crashed worker, SIGKILL) takes the emulator with it.
+  env.BLOBS_EMULATOR_PARENT_PID = String(process.pid);
 
   const child = spawn(binary, argv, { env, stdio: ['ignore', 'pipe', verbose ? 'inherit' : 'pipe'] });
   const stderrTail = [];

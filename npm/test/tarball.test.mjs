@@ -164,3 +164,32 @@ test('the launcher runs the binary with the same flags, or says how to get one',
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /cannot start .*no-such-binary/);
 });
+
+test('a launcher killed with SIGKILL leaves no emulator behind', async () => {
+  const launcher = require.resolve('@blobjobs/emulator/package.json').replace(/package\.json$/, 'bin/blobs-emulator.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigkill-'));
+  const child = spawn(process.execPath, [launcher, 'serve', '--dir', dir, '--port', '0'], {
+    env: { ...process.env, BLOBS_EMULATOR_TOKEN: 'sigkill-test' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    // The banner means it serves; its record in the data directory names its pid.
+    let banner = '';
+    for await (const chunk of child.stdout) {
+      banner += chunk;
+      if (banner.includes('\n')) break;
+    }
+    assert.match(banner, /listening on http:\/\/127\.0\.0\.1:\d+/);
+    const { pid } = JSON.parse(fs.readFileSync(path.join(dir, 'server.json'), 'utf8'));
+    assert.ok(alive(pid), 'the emulator runs');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const deadline = Date.now() + 10_000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const outlived = alive(pid);
+    if (outlived) process.kill(pid, 'SIGTERM');
+    assert.equal(outlived, false, 'the emulator outlived its launcher');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -90,21 +90,44 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// A future that completes on SIGINT or SIGTERM. The handlers are installed here, before the
-/// banner is printed, so that a supervisor that signals as soon as it reads the banner gets a
-/// clean stop rather than the default action of the signal.
+/// The variable a launcher sets to its own process ID (the npm package's `npx` launcher and
+/// `startEmulator` do): the emulator then stops, as on SIGTERM, once that process is no
+/// longer its parent. A launcher or test runner killed with SIGKILL cannot pass a signal on,
+/// and would otherwise leave the emulator serving on its port.
+pub const PARENT_PID_ENV: &str = "BLOBS_EMULATOR_PARENT_PID";
+
+/// How often the emulator looks whether its launcher is still its parent.
+#[cfg(unix)]
+const PARENT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A future that completes on SIGINT or SIGTERM, or when the launcher named by
+/// [`PARENT_PID_ENV`] is gone. The handlers are installed here, before the banner is printed,
+/// so that a supervisor that signals as soon as it reads the banner gets a clean stop rather
+/// than the default action of the signal.
 pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let launcher = std::env::var(PARENT_PID_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok());
         Ok(async move {
+            let parent_gone = async {
+                let Some(pid) = launcher else {
+                    return std::future::pending().await;
+                };
+                while std::os::unix::process::parent_id() == pid {
+                    tokio::time::sleep(PARENT_POLL).await;
+                }
+                tracing::info!("the launcher (process {pid}) is gone");
+            };
             tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+                _ = int.recv() => tracing::info!("signal received"),
+                _ = term.recv() => tracing::info!("signal received"),
+                () = parent_gone => {}
             }
-            tracing::info!("signal received");
         })
     }
     #[cfg(not(unix))]

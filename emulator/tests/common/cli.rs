@@ -33,6 +33,7 @@ pub const READ_BY_THE_BINARY: &[&str] = &[
     "BLOBS_EMULATOR_LOG_LEVEL",
     "BLOBS_EMULATOR_LOG_FORMAT",
     "BLOBS_EMULATOR_QUIET",
+    "BLOBS_EMULATOR_PARENT_PID",
 ];
 
 /// The binary (or `program` running it, such as `setpriv`) in `cwd` with a clean environment

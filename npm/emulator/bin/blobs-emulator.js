@@ -13,7 +13,10 @@ try {
   process.exit(1);
 }
 
-const child = spawn(binary, process.argv.slice(2), { stdio: 'inherit' });
+// The emulator stops by itself once this process is gone, even if it is killed with
+// SIGKILL, which no handler below can pass on.
+const env = { ...process.env, BLOBS_EMULATOR_PARENT_PID: String(process.pid) };
+const child = spawn(binary, process.argv.slice(2), { stdio: 'inherit', env });
 
 // Ctrl-C reaches both processes already; a signal sent to this one alone (a supervisor's
 // SIGTERM) must reach the emulator too, or it would outlive its launcher.
