@@ -87,11 +87,9 @@ pub(crate) async fn run_cases(
         .into_iter()
         .filter(|c| options.filter.as_deref().is_none_or(|f| c.name.contains(f)))
         .collect();
-    let total = selected.len();
     // Settle checks run in the background while later cases run; a case is reported, in run
     // order, once its check is done. `Options::parallel` cases run at once (by default one).
     let mut pending: VecDeque<Finished> = VecDeque::new();
-    let mut done = 0usize;
     let mut runs = futures_util::stream::iter(selected.iter().copied().enumerate())
         .map(|(index, case)| {
             let (target, caps, options) = (target.clone(), caps.clone(), options.clone());
@@ -100,41 +98,25 @@ pub(crate) async fn run_cases(
                 .boxed()
         })
         .buffered(options.parallel.max(1));
-    while let Some(finished) = runs.next().await {
-        pending.push_back(finished);
-        // Report every case at the front whose check has finished.
+    loop {
+        let next = runs.next().await;
+        let all_ran = next.is_none();
+        pending.extend(next);
+        // Report every case at the front whose check has finished; once every case has run,
+        // wait for the remaining checks in turn.
         while pending.front().is_some_and(|f| {
-            f.check
-                .as_ref()
-                .is_none_or(|(_, handle)| handle.is_finished())
+            all_ran
+                || f.check
+                    .as_ref()
+                    .is_none_or(|(_, handle)| handle.is_finished())
         }) {
             if let Some(finished) = pending.pop_front() {
-                done += 1;
-                report_one(
-                    &mut report,
-                    finished,
-                    seed,
-                    &selected,
-                    &options,
-                    done,
-                    total,
-                )
-                .await;
+                report_one(&mut report, finished, seed, &selected, &options).await;
             }
         }
-    }
-    while let Some(finished) = pending.pop_front() {
-        done += 1;
-        report_one(
-            &mut report,
-            finished,
-            seed,
-            &selected,
-            &options,
-            done,
-            total,
-        )
-        .await;
+        if all_ran {
+            break;
+        }
     }
     report.millis = started.elapsed().as_millis() as u64;
     report
@@ -234,15 +216,13 @@ async fn run_one(
 }
 
 /// Completes a finished case with its settle check (waiting for it), adds it to the report
-/// and tells the progress hook.
+/// and tells the progress hook how many of `cases` are reported.
 async fn report_one(
     report: &mut Report,
     finished: Finished,
     seed: u64,
     cases: &[Case],
     options: &Options,
-    done: usize,
-    total: usize,
 ) {
     let mut case_report = finished.report;
     if let Some((ctx, handle)) = finished.check {
@@ -275,8 +255,8 @@ async fn report_one(
     if let (Some(hook), Some(case)) = (&options.on_case, report.cases.last()) {
         hook.call(&Progress {
             backend: &report.backend,
-            done,
-            total,
+            done: report.cases.len(),
+            total: cases.len(),
             case,
         });
     }
